@@ -1,0 +1,7 @@
+"""`python -m verl_maxpo <command>`: same as the `verl-maxpo` console script."""
+
+import sys
+
+from verl_maxpo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,112 @@
+"""`verl-maxpo check`: does a fresh Python process that only runs `import verl` find `maxpo` and `pkpo`?
+
+verl loads `verl.plugins` entry points inside `import verl` and logs failures only at DEBUG level, so a
+broken install looks like "Unknown advantage estimator simply: maxpo" deep inside a Ray actor. This command
+reproduces what such a process sees and, when the names are missing, says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+# Runs in a fresh interpreter: exactly what verl's TaskRunner and workers do at start-up.
+_PROBE = r"""
+import json, os, traceback
+out = {"python": __import__("sys").executable}
+try:
+    import verl
+    from verl.trainer.ppo import core_algos
+    out["verl_version"] = getattr(verl, "__version__", "?")
+    out["registered"] = sorted(n for n in ("maxpo", "pkpo") if n in core_algos.ADV_ESTIMATOR_REGISTRY)
+except Exception:
+    out["verl_error"] = traceback.format_exc()
+try:
+    from importlib.metadata import entry_points
+    out["entry_points"] = sorted(f"{ep.name} = {ep.value}" for ep in entry_points(group="verl.plugins"))
+except Exception:
+    out["entry_points_error"] = traceback.format_exc()
+try:
+    import verl_maxpo.plugin  # noqa: F401  (surfaces the error verl swallowed)
+except Exception:
+    out["plugin_error"] = traceback.format_exc()
+out["VERL_USE_EXTERNAL_PLUGINS"] = os.environ.get("VERL_USE_EXTERNAL_PLUGINS")
+out["VERL_USE_EXTERNAL_MODULES"] = os.environ.get("VERL_USE_EXTERNAL_MODULES")
+print("@@PROBE@@" + json.dumps(out))
+"""
+
+WANTED = ["maxpo", "pkpo"]
+
+
+def probe(python: str = sys.executable, env: dict[str, str] | None = None, timeout: float = 300) -> dict:
+    """Run the probe in a fresh interpreter and return what it found."""
+    proc = subprocess.run(
+        [python, "-c", _PROBE], capture_output=True, text=True, env=env or dict(os.environ), timeout=timeout
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("@@PROBE@@"):
+            return json.loads(line[len("@@PROBE@@") :])
+    return {"probe_error": f"exit code {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"}
+
+
+def diagnose(found: dict) -> list[str]:
+    """Human-readable reasons why the estimators are missing (empty when all is well)."""
+    if "probe_error" in found:
+        return [f"the probe interpreter failed before reporting:\n{found['probe_error']}"]
+    if "verl_error" in found:
+        return [f"`import verl` itself fails:\n{found['verl_error']}"]
+    missing = [n for n in WANTED if n not in found.get("registered", [])]
+    if not missing:
+        return []
+    reasons = [f"not registered after `import verl`: {', '.join(missing)}"]
+    policy = (found.get("VERL_USE_EXTERNAL_PLUGINS") or "auto").strip().lower()
+    if policy == "none":
+        reasons.append("VERL_USE_EXTERNAL_PLUGINS=none disables plugin discovery: unset it")
+    elif policy != "auto" and "maxpo" not in {p.strip() for p in policy.split(",")}:
+        reasons.append(f"VERL_USE_EXTERNAL_PLUGINS={policy!r} does not list `maxpo`: add it or unset the variable")
+    if not any(ep.startswith("maxpo =") for ep in found.get("entry_points", [])):
+        reasons.append(
+            "no `maxpo` entry point in group verl.plugins: verl-maxpo is not installed in this interpreter "
+            "(run `pip install -e .` from the repo, with the same python)"
+        )
+    if "plugin_error" in found:
+        reasons.append(f"importing verl_maxpo.plugin raises (verl hid this at DEBUG level):\n{found['plugin_error']}")
+    reasons.append(
+        "fallback without entry points: export VERL_USE_EXTERNAL_MODULES=verl_maxpo.plugin "
+        "(verl imports it in every process that imports verl)"
+    )
+    return reasons
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="verl-maxpo check", description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=sys.executable, help="interpreter to probe (default: this one)")
+    parser.add_argument("--json", action="store_true", help="print the raw probe result as JSON")
+    args = parser.parse_args(argv)
+
+    found = probe(args.python)
+    reasons = diagnose(found)
+    if args.json:
+        print(json.dumps({"ok": not reasons, "found": found, "reasons": reasons}, indent=2))
+        return 0 if not reasons else 1
+    if not reasons:
+        print(
+            f"OK: `import verl` (verl {found.get('verl_version')}) registers {', '.join(WANTED)} "
+            f"in a fresh process ({found.get('python')})."
+        )
+        print(
+            "Use it with: python -m verl.trainer.main_ppo algorithm.adv_estimator=maxpo +algorithm.maxpo.k=4 ..."
+            " (drop the + with our recipes, which declare algorithm.maxpo)"
+        )
+        return 0
+    print("FAIL: verl will not find the MaxPO estimators.", file=sys.stderr)
+    for reason in reasons:
+        print(f"  - {reason}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Max@K advantage estimators on a flat batch of scalar rewards: MaxPO (leave-two-out) and PKPO.
+
+Framework-free (torch and numpy only): the verl registration lives in `verl_maxpo.verl_adapter`.
+The derivation, identities and a worked example are in docs/algorithm.md; the paper is arXiv 2606.06080.
+
+Notation for one group of n samples with rewards sorted ascending r_(1) <= ... <= r_(n), sample i at rank t:
+    q_i   = mean of max over the K-subsets that contain i
+          = [C(t-1, K-1) r_(t) + sum_{m>t} C(m-2, K-2) r_(m)] / C(n-1, K-1)
+    v_-i  = unbiased max@K estimate from the other n-1 rewards
+          = [sum_{m<t} C(m-1, K-1) r_(m) + sum_{m>t} C(m-2, K-1) r_(m)] / C(n-1, K)
+    MaxPO: A_i = q_i - v_-i                      (sums to exactly zero in every group; needs n >= K+1)
+    PKPO:  A_i = q_i - rho_{K-1}(r without i)    (non-negative, not centered; needs n >= K >= 2)
+
+Every weight is a ratio of binomials evaluated as exp(lgamma differences) in float64, so n in the thousands
+neither overflows nor loses the zero sum. Cost per group: one sort plus a prefix and a suffix sum.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+from verl_maxpo.groups import GroupIds, group_index, size_classes
+
+__all__ = [
+    "GroupTooSmallError",
+    "max_at_k",
+    "maxpo_advantages",
+    "pkpo_advantages",
+    "validate_k",
+]
+
+
+class GroupTooSmallError(ValueError):
+    """A group has too few samples for the requested k (the message says which size, which k, and the fix)."""
+
+    def __init__(self, estimator: str, k: int, smallest: int, n_bad: int, n_groups: int, needed: int):
+        self.estimator, self.k, self.smallest, self.n_bad, self.needed = estimator, k, smallest, n_bad, needed
+        super().__init__(
+            f"{estimator} with k={k} needs at least {needed} samples per group, but {n_bad} of {n_groups} "
+            f"group(s) have fewer (smallest group size: {smallest}). Sample more completions per prompt "
+            f"or lower k."
+        )
+
+
+def validate_k(k: object, minimum: int = 1) -> int:
+    """Return k as a Python int, or raise ValueError if it is not an integer >= `minimum`."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise ValueError(f"k must be an integer >= {minimum}, got {k!r} ({type(k).__name__})")
+    if int(k) < minimum:
+        raise ValueError(f"k must be an integer >= {minimum}, got {k}")
+    return int(k)
+
+
+def _check_rewards(rewards: torch.Tensor, group_ids: GroupIds) -> None:
+    if not isinstance(rewards, torch.Tensor):
+        raise TypeError(f"rewards must be a torch.Tensor, got {type(rewards).__name__}")
+    if rewards.ndim != 1:
+        raise ValueError(f"rewards must be 1-D (one scalar per sample), got shape {tuple(rewards.shape)}")
+    n_ids = group_ids.numel() if isinstance(group_ids, torch.Tensor) else len(group_ids)
+    if n_ids != rewards.numel():
+        raise ValueError(f"got {rewards.numel()} rewards but {n_ids} group ids: they must have the same length")
+    finite = torch.isfinite(rewards)
+    if not bool(finite.all()):
+        n_bad = int((~finite).sum())
+        raise ValueError(
+            f"{n_bad} of {rewards.numel()} rewards are NaN or infinite; fix the reward function "
+            "rather than letting them reach the advantage"
+        )
+
+
+def _log_binom(a: torch.Tensor, b: float) -> torch.Tensor:
+    """log C(a, b) for a >= b >= 0 (callers mask the other entries)."""
+    return torch.lgamma(a + 1) - torch.lgamma(torch.as_tensor(b + 1.0, dtype=a.dtype)) - torch.lgamma(a - b + 1)
+
+
+def _binom_ratio(top: torch.Tensor, choose: int, log_denominator: float) -> torch.Tensor:
+    """C(top, choose) / exp(log_denominator), elementwise over `top`, with C(a, b) = 0 unless 0 <= b <= a."""
+    if choose < 0:
+        return torch.zeros_like(top)
+    valid = top >= choose
+    safe = torch.where(valid, top, torch.full_like(top, float(choose)))
+    return torch.where(valid, torch.exp(_log_binom(safe, choose) - log_denominator), torch.zeros_like(top))
+
+
+def _log_binom_scalar(a: int, b: int) -> float:
+    return float(_log_binom(torch.tensor(float(a), dtype=torch.float64), float(b)))
+
+
+def _exclusive_prefix(x: torch.Tensor) -> torch.Tensor:
+    """Row-wise sum of the entries strictly left of each position."""
+    out = torch.zeros_like(x)
+    out[:, 1:] = torch.cumsum(x[:, :-1], dim=1)
+    return out
+
+
+def _exclusive_suffix(x: torch.Tensor) -> torch.Tensor:
+    """Row-wise sum of the entries strictly right of each position (summed from the right: no cancellation)."""
+    out = torch.zeros_like(x)
+    out[:, :-1] = torch.flip(torch.cumsum(torch.flip(x[:, 1:], dims=[1]), dim=1), dims=[1])
+    return out
+
+
+def _inclusion_value(r: torch.Tensor, ranks: torch.Tensor, n: int, k: int) -> torch.Tensor:
+    """q for rows of ascending rewards r (G, n): mean max over the k-subsets that contain each sample."""
+    log_den = _log_binom_scalar(n - 1, k - 1)
+    own = _binom_ratio(ranks - 1, k - 1, log_den) * r
+    above = _exclusive_suffix(_binom_ratio(ranks - 2, k - 2, log_den) * r) if k >= 2 else torch.zeros_like(r)
+    return own + above
+
+
+def _leave_one_out_value(r: torch.Tensor, ranks: torch.Tensor, n: int, k: int) -> torch.Tensor:
+    """rho_k of each row with the sample itself removed (n-1 others), for ascending rows r (G, n)."""
+    log_den = _log_binom_scalar(n - 1, k)
+    below = _exclusive_prefix(_binom_ratio(ranks - 1, k - 1, log_den) * r)
+    above = _exclusive_suffix(_binom_ratio(ranks - 2, k - 1, log_den) * r)
+    return below + above
+
+
+def _grouped_advantage(
+    rewards: torch.Tensor,
+    group_ids: GroupIds,
+    k: int,
+    estimator: str,
+    norm_by_std: bool,
+    eps: float,
+) -> torch.Tensor:
+    _check_rewards(rewards, group_ids)
+    out_dtype = rewards.dtype if rewards.is_floating_point() else torch.float32
+    if rewards.numel() == 0:
+        return torch.zeros(0, dtype=out_dtype, device=rewards.device)
+    inverse, counts = group_index(group_ids, device=rewards.device)
+    needed = k + 1 if estimator == "maxpo" else k
+    too_small = counts < needed
+    if bool(too_small.any()):
+        raise GroupTooSmallError(
+            estimator, k, int(counts.min()), int(too_small.sum()), counts.numel(), needed
+        )
+
+    r64 = rewards.to(torch.float64)
+    adv = torch.empty_like(r64)
+    for n, _, members in size_classes(inverse, counts):
+        r_sorted, perm = torch.sort(r64[members], dim=1, stable=True)
+        ranks = torch.arange(1, n + 1, dtype=torch.float64, device=r64.device).expand_as(r_sorted)
+        q = _inclusion_value(r_sorted, ranks, n, k)
+        if estimator == "maxpo":
+            baseline = _leave_one_out_value(r_sorted, ranks, n, k)
+        else:  # pkpo: the best of k-1 among the others, which needs no i
+            baseline = _leave_one_out_value(r_sorted, ranks, n, k - 1)
+        a = q - baseline
+        if norm_by_std:
+            a = a / (r_sorted.std(dim=1, keepdim=True) + eps)
+        adv[torch.gather(members, 1, perm)] = a
+    return adv.to(out_dtype)
+
+
+def maxpo_advantages(
+    rewards: torch.Tensor,
+    group_ids: GroupIds,
+    k: int,
+    *,
+    norm_by_std: bool = False,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """MaxPO advantage A_i = q_i - v_-i of every sample within its group (arXiv 2606.06080).
+
+    Unbiased for the max@k policy gradient with the (k/n) factor, and exactly centered: each group sums to 0.
+    k = 1 reduces to RLOO (r_i minus the mean of the others).
+
+    Args:
+        rewards: (N,) scalar reward per sample, any float dtype, any device.
+        group_ids: (N,) group label per sample (uuid strings, ints or a tensor); groups may differ in size.
+        k: the k of max@k, 1 <= k <= n-1 for every group size n.
+        norm_by_std: divide each group's advantages by its reward std + eps (GRPO-like scale; biased across
+            prompts, so off by default).
+        eps: added to the std when `norm_by_std` is set.
+
+    Returns:
+        (N,) advantages in the rewards' dtype (float32 for integer rewards) on the rewards' device.
+
+    Raises:
+        ValueError: k not an integer >= 1, NaN/inf rewards, mismatched lengths, or a group with n <= k
+            (`GroupTooSmallError`).
+    """
+    k = validate_k(k, 1)
+    return _grouped_advantage(rewards, group_ids, k, "maxpo", norm_by_std, eps)
+
+
+def pkpo_advantages(
+    rewards: torch.Tensor,
+    group_ids: GroupIds,
+    k: int,
+    *,
+    norm_by_std: bool = False,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """PKPO's non-centered max@k advantage (Walder & Karkhanis 2025, s^(loo-1)): q_i - rho_{k-1}(r without i).
+
+    Unbiased at the same scale as MaxPO, but every advantage is >= 0 and groups do not sum to zero. At k = n it
+    gives only the best sample r_max - r_second (verl's `grpo_passk` without std scaling).
+
+    Args and returns as in `maxpo_advantages`, except that k >= 2 and groups need n >= k.
+    """
+    k = validate_k(k, 2)
+    return _grouped_advantage(rewards, group_ids, k, "pkpo", norm_by_std, eps)
+
+
+def max_at_k(rewards: torch.Tensor, group_ids: GroupIds, k: int) -> torch.Tensor:
+    """Unbiased max@k of each group: the mean, over all k-subsets of its n samples, of the subset's best reward.
+
+    For 0/1 rewards this is the standard unbiased pass@k estimator 1 - C(n-c, k) / C(n, k).
+
+    Args:
+        rewards: (N,) scalar rewards.
+        group_ids: (N,) group labels; every group needs n >= k samples.
+        k: integer >= 1.
+
+    Returns:
+        (G,) float64 on the rewards' device, one value per group, in the order of `groups.group_index`
+        (sorted labels).
+    """
+    k = validate_k(k, 1)
+    _check_rewards(rewards, group_ids)
+    inverse, counts = group_index(group_ids, device=rewards.device)
+    if rewards.numel() and bool((counts < k).any()):
+        small = counts < k
+        raise GroupTooSmallError("max@k", k, int(counts.min()), int(small.sum()), counts.numel(), k)
+    r64 = rewards.to(torch.float64)
+    out = torch.zeros(counts.numel(), dtype=torch.float64, device=rewards.device)
+    for n, groups, members in size_classes(inverse, counts):
+        r_sorted, _ = torch.sort(r64[members], dim=1)
+        ranks = torch.arange(1, n + 1, dtype=torch.float64, device=r64.device)
+        weights = _binom_ratio(ranks - 1, k - 1, _log_binom_scalar(n, k))
+        out[groups] = r_sorted @ weights
+    return out
