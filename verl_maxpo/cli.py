@@ -1,9 +1,9 @@
 """`verl-maxpo` command line: one sub-command per module, imported only when used.
 
-    verl-maxpo check     is `maxpo` registered in verl? (fresh process, says why not)
-    verl-maxpo report    unbiased pass@k / max@k tables and curves from verl validation dumps
-    verl-maxpo bench     estimator cost against verl's built-in estimators
-    verl-maxpo demo      end-to-end MaxPO vs GRPO vs PKPO A/B on a CPU in minutes
+verl-maxpo check     is `maxpo` registered in verl? (fresh process, says why not)
+verl-maxpo report    unbiased pass@k / max@k tables and curves from verl validation dumps
+verl-maxpo bench     estimator cost against verl's built-in estimators
+verl-maxpo demo      end-to-end MaxPO vs GRPO vs PKPO A/B on a CPU in minutes
 """
 
 from __future__ import annotations

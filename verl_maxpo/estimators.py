@@ -134,9 +134,7 @@ def _grouped_advantage(
     needed = k + 1 if estimator == "maxpo" else k
     too_small = counts < needed
     if bool(too_small.any()):
-        raise GroupTooSmallError(
-            estimator, k, int(counts.min()), int(too_small.sum()), counts.numel(), needed
-        )
+        raise GroupTooSmallError(estimator, k, int(counts.min()), int(too_small.sum()), counts.numel(), needed)
 
     r64 = rewards.to(torch.float64)
     adv = torch.empty_like(r64)

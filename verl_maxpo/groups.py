@@ -6,12 +6,12 @@ No verl import: this serves any framework that hands over a flat batch plus one 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
 
-GroupIds = Union[np.ndarray, torch.Tensor, Sequence[Any]]
+GroupIds = np.ndarray | torch.Tensor | Sequence[Any]
 
 
 def group_index(group_ids: GroupIds, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,8 +23,7 @@ DEFAULT_NORM_BY_STD = False
 ESTIMATOR_NAMES = ("maxpo", "pkpo")
 
 _FIX_HINT = (
-    "Raise actor_rollout_ref.rollout.n above k (maxpo needs n >= k+1 samples per prompt) "
-    "or lower algorithm.maxpo.k."
+    "Raise actor_rollout_ref.rollout.n above k (maxpo needs n >= k+1 samples per prompt) or lower algorithm.maxpo.k."
 )
 
 
