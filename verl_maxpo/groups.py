@@ -36,20 +36,31 @@ def group_index(group_ids: GroupIds, device: torch.device | str | None = None) -
     arr = np.asarray(group_ids)
     if arr.ndim != 1:
         arr = arr.reshape(-1)
-    if arr.dtype == object:
-        # Fixed-width unicode sorts in C; object arrays compare Python strings one by one (several times slower).
-        try:
-            arr = arr.astype(str)
-        except (TypeError, ValueError):
-            arr = np.array([repr(x) for x in arr.tolist()])
-    elif arr.dtype.kind == "f":
+    if arr.dtype.kind == "f":
         raise ValueError("group ids must be integers or strings, got floating-point numbers")
-    _, inverse, counts = np.unique(arr, return_inverse=True, return_counts=True)
+    inverse = _factorize(arr)
+    counts = np.bincount(inverse)
     target = torch.device("cpu") if device is None else torch.device(device)
-    return (
-        torch.from_numpy(inverse.reshape(-1).astype(np.int64)).to(target),
-        torch.from_numpy(counts.astype(np.int64)).to(target),
-    )
+    return torch.from_numpy(inverse).to(target), torch.from_numpy(counts.astype(np.int64)).to(target)
+
+
+def _factorize(arr: np.ndarray) -> np.ndarray:
+    """(N,) int64 codes of the labels in sorted-label order.
+
+    verl's uuid strings arrive as an object array; pandas' hash-based factorize (a verl dependency, optional
+    here) is about 5x faster on them than numpy's sort-based unique, which stays as the fallback.
+    """
+    if arr.dtype == object:
+        try:
+            import pandas as pd
+
+            # use_na_sentinel=False: a None label is a group of its own, never code -1.
+            return np.asarray(pd.factorize(arr, sort=True, use_na_sentinel=False)[0], dtype=np.int64)
+        except ImportError:
+            arr = arr.astype(str)
+        except TypeError:  # an unorderable mix of label types: compare their text instead
+            arr = np.array([repr(x) for x in arr.tolist()])
+    return np.unique(arr, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 def size_classes(inverse: torch.Tensor, counts: torch.Tensor) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:

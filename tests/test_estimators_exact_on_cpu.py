@@ -1,0 +1,325 @@
+"""Exact tests of the framework-free estimators: brute-force subset enumeration, identities and numerics.
+
+Everything here is deterministic (no Monte-Carlo): expected values come from enumerating subsets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import uuid
+
+import numpy as np
+import pytest
+import torch
+
+from verl_maxpo.estimators import GroupTooSmallError, max_at_k, maxpo_advantages, pkpo_advantages
+from verl_maxpo.groups import group_index
+
+# ---------------------------------------------------------------- brute force, straight from the definitions
+
+
+def bf_rho(r: tuple[float, ...], k: int) -> float:
+    """Unbiased max@k: mean over all k-subsets of the subset's max."""
+    return float(np.mean([max(s) for s in itertools.combinations(r, k)]))
+
+
+def bf_maxpo(r: tuple[float, ...], k: int) -> np.ndarray:
+    """A_i = q_i - v_-i by enumeration."""
+    out = []
+    for i in range(len(r)):
+        others = r[:i] + r[i + 1 :]
+        q = np.mean([max((r[i], *s)) for s in itertools.combinations(others, k - 1)])
+        out.append(q - bf_rho(others, k))
+    return np.array(out)
+
+
+def bf_maxpo_pairwise(r: tuple[float, ...], k: int) -> np.ndarray:
+    """The leave-two-out form: 1/(n-1) sum_j [q(r_i; R_ij) - q(r_j; R_ij)] with q(x; R) over (k-1)-subsets of R."""
+    n = len(r)
+
+    def q(x: float, rest: tuple[float, ...]) -> float:
+        return float(np.mean([max((x, *t)) for t in itertools.combinations(rest, k - 1)]))
+
+    out = np.zeros(n)
+    for i, j in itertools.permutations(range(n), 2):
+        rest = tuple(r[m] for m in range(n) if m not in (i, j))
+        out[i] += (q(r[i], rest) - q(r[j], rest)) / (n - 1)
+    return out
+
+
+def bf_pkpo(r: tuple[float, ...], k: int) -> np.ndarray:
+    """Mean over k-subsets S containing i of [max S - max S without i]."""
+    out = []
+    for i in range(len(r)):
+        others = r[:i] + r[i + 1 :]
+        out.append(np.mean([max((r[i], *s)) - max(s) for s in itertools.combinations(others, k - 1)]))
+    return np.array(out)
+
+
+def reward_sets(n: int, rng: np.random.Generator) -> dict[str, tuple[float, ...]]:
+    return {
+        "binary": tuple(float(x) for x in rng.integers(0, 2, n)),
+        "continuous": tuple(float(x) for x in rng.normal(size=n)),
+        "tied": tuple(float(x) for x in rng.integers(0, 3, n) * 0.5 - 0.5),
+    }
+
+
+CASES = [(n, k) for n in range(2, 9) for k in range(1, n)]
+
+
+@pytest.mark.parametrize(("n", "k"), CASES)
+def test_maxpo_equals_enumeration(n: int, k: int) -> None:
+    rng = np.random.default_rng(1000 * n + k)
+    for kind, r in reward_sets(n, rng).items():
+        got = maxpo_advantages(torch.tensor(r, dtype=torch.float64), [0] * n, k).numpy()
+        np.testing.assert_allclose(got, bf_maxpo(r, k), atol=1e-12, err_msg=f"{kind} n={n} k={k}")
+
+
+@pytest.mark.parametrize(("n", "k"), [(n, k) for n in range(2, 7) for k in range(1, n)])
+def test_maxpo_equals_leave_two_out_pairwise_form(n: int, k: int) -> None:
+    rng = np.random.default_rng(7 * n + k)
+    for kind, r in reward_sets(n, rng).items():
+        got = maxpo_advantages(torch.tensor(r, dtype=torch.float64), [0] * n, k).numpy()
+        np.testing.assert_allclose(got, bf_maxpo_pairwise(r, k), atol=1e-12, err_msg=f"{kind} n={n} k={k}")
+
+
+@pytest.mark.parametrize(("n", "k"), [(n, k) for n in range(2, 9) for k in range(2, n + 1)])
+def test_pkpo_equals_enumeration(n: int, k: int) -> None:
+    rng = np.random.default_rng(31 * n + k)
+    for kind, r in reward_sets(n, rng).items():
+        got = pkpo_advantages(torch.tensor(r, dtype=torch.float64), [0] * n, k).numpy()
+        np.testing.assert_allclose(got, bf_pkpo(r, k), atol=1e-12, err_msg=f"{kind} n={n} k={k}")
+        assert (got >= -1e-12).all(), "PKPO advantages are never negative"
+
+
+@pytest.mark.parametrize(("n", "k"), [(n, k) for n in range(1, 9) for k in range(1, n + 1)])
+def test_max_at_k_equals_enumeration(n: int, k: int) -> None:
+    rng = np.random.default_rng(11 * n + k)
+    for kind, r in reward_sets(n, rng).items():
+        got = max_at_k(torch.tensor(r, dtype=torch.float64), [0] * n, k)
+        assert got.shape == (1,)
+        assert got.item() == pytest.approx(bf_rho(r, k), abs=1e-12), f"{kind} n={n} k={k}"
+
+
+@pytest.mark.parametrize(("n", "k"), [(8, 4), (16, 4), (16, 8), (9, 1), (12, 11), (64, 8)])
+def test_binary_closed_form(n: int, k: int) -> None:
+    def comb(a: int, b: int) -> int:
+        return math.comb(a, b) if 0 <= b <= a else 0
+
+    for c in range(n + 1):
+        r = torch.tensor([1.0] * c + [0.0] * (n - c), dtype=torch.float64)
+        got = maxpo_advantages(r, [0] * n, k)
+        correct = comb(n - c, k) / comb(n - 1, k)
+        wrong = comb(n - c - 1, k) / comb(n - 1, k) - comb(n - c - 1, k - 1) / comb(n - 1, k - 1)
+        if c:
+            torch.testing.assert_close(got[:c], torch.full((c,), correct, dtype=torch.float64), atol=1e-12, rtol=0)
+        if c < n:
+            torch.testing.assert_close(got[c:], torch.full((n - c,), wrong, dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+def test_worked_example_from_the_reference() -> None:
+    got = maxpo_advantages(torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0], dtype=torch.float64), ["p"] * 8, 4)
+    torch.testing.assert_close(got, torch.tensor([1.0] + [-1 / 7] * 7, dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+def test_pkpo_at_k_equals_n_rewards_only_the_best() -> None:
+    got = pkpo_advantages(torch.tensor([0.2, 0.9, 0.5, 0.1]), [0] * 4, 4)
+    torch.testing.assert_close(got, torch.tensor([0.0, 0.4, 0.0, 0.0]), atol=1e-6, rtol=0)
+
+
+def test_equivalent_centered_inclusion_form() -> None:
+    # A_i = n/(n-k) (q_i - mean_j q_j), with q_i by enumeration.
+    r = (0.3, -1.2, 0.3, 2.0, 0.7, 0.0, 1.1)
+    n, k = len(r), 3
+    q = np.array(
+        [np.mean([max((r[i], *s)) for s in itertools.combinations(r[:i] + r[i + 1 :], k - 1)]) for i in range(n)]
+    )
+    got = maxpo_advantages(torch.tensor(r, dtype=torch.float64), [0] * n, k).numpy()
+    np.testing.assert_allclose(got, n / (n - k) * (q - q.mean()), atol=1e-12)
+
+
+# ---------------------------------------------------------------- structure: centering, symmetry, ties, batching
+
+
+def _mixed_batch(seed: int = 0) -> tuple[torch.Tensor, np.ndarray, list[int]]:
+    """Groups of sizes 5, 9, 16, 16, 33 shuffled together, with uuid labels as verl passes them."""
+    g = torch.Generator().manual_seed(seed)
+    sizes = [5, 9, 16, 16, 33]
+    labels = np.array([str(uuid.UUID(int=i + 1)) for i in range(len(sizes))], dtype=object).repeat(sizes)
+    rewards = torch.rand(sum(sizes), generator=g, dtype=torch.float64).round(decimals=1)  # ties on purpose
+    perm = torch.randperm(sum(sizes), generator=g)
+    return rewards[perm], labels[perm.numpy()], sizes
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_every_group_sums_to_zero_and_matches_per_group_calls(k: int) -> None:
+    rewards, labels, _ = _mixed_batch()
+    adv = maxpo_advantages(rewards, labels, k)
+    for label in np.unique(labels):
+        sel = torch.from_numpy(labels == label)
+        assert abs(adv[sel].sum().item()) < 1e-12
+        alone = maxpo_advantages(rewards[sel], labels[sel.numpy()], k)
+        torch.testing.assert_close(adv[sel], alone, atol=1e-14, rtol=0)
+
+
+def test_pkpo_groups_do_not_sum_to_zero() -> None:
+    rewards, labels, _ = _mixed_batch()
+    adv = pkpo_advantages(rewards, labels, 4)
+    for label in np.unique(labels):
+        sel = torch.from_numpy(labels == label)
+        if rewards[sel].unique().numel() > 1:
+            assert adv[sel].sum().item() > 1e-6
+        assert (adv[sel] >= -1e-12).all()
+
+
+@pytest.mark.parametrize("fn", [maxpo_advantages, pkpo_advantages])
+def test_permutation_equivariance(fn) -> None:
+    rewards, labels, _ = _mixed_batch(1)
+    adv = fn(rewards, labels, 4)
+    perm = torch.randperm(rewards.numel(), generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(fn(rewards[perm], labels[perm.numpy()], 4), adv[perm], atol=1e-13, rtol=0)
+
+
+def test_tied_rewards_get_identical_advantages_whatever_their_order() -> None:
+    r = torch.tensor([1.0, 0.5, 1.0, 0.0, 0.5, 1.0, 0.0, 0.5, 0.5], dtype=torch.float64)
+    for k in range(1, 8):
+        adv = maxpo_advantages(r, [0] * 9, k)
+        for value in (0.0, 0.5, 1.0):
+            same = adv[r == value]
+            assert (same.max() - same.min()).item() < 1e-14
+
+
+@pytest.mark.parametrize("fn", [maxpo_advantages, pkpo_advantages])
+def test_all_equal_rewards_give_exact_zeros(fn) -> None:
+    for value in (0.0, 1.0, -3.5):
+        adv = fn(torch.full((16,), value), ["g"] * 16, 4)
+        assert torch.equal(adv, torch.zeros(16))
+
+
+def test_k1_is_rloo() -> None:
+    rewards, labels, _ = _mixed_batch(2)
+    adv = maxpo_advantages(rewards, labels, 1)
+    for label in np.unique(labels):
+        sel = torch.from_numpy(labels == label)
+        r = rewards[sel]
+        torch.testing.assert_close(adv[sel], r - (r.sum() - r) / (r.numel() - 1), atol=1e-14, rtol=0)
+
+
+@pytest.mark.parametrize("k", [1, 2, 8, 64, 512, 2048, 4095])
+def test_n4096_finite_and_centered(k: int) -> None:
+    g = torch.Generator().manual_seed(k)
+    for continuous, rewards in (
+        (True, torch.rand(4096, generator=g, dtype=torch.float64)),
+        (True, torch.randn(4096, generator=g, dtype=torch.float64) * 3 + 10),
+        # with 2% successes and k near n every k-subset already holds a success: all advantages are exactly 0
+        (False, (torch.rand(4096, generator=g) < 0.02).double()),
+    ):
+        adv = maxpo_advantages(rewards, [0] * 4096, k)
+        assert torch.isfinite(adv).all()
+        scale = adv.abs().sum().item()
+        assert scale > 0 or not continuous
+        assert abs(adv.sum().item()) <= 1e-9 * scale
+
+
+def test_n4096_binary_matches_closed_form() -> None:
+    n, k, c = 4096, 2048, 37
+    r = torch.zeros(n, dtype=torch.float64)
+    r[:c] = 1.0
+    adv = maxpo_advantages(r, [0] * n, k)
+    correct = math.comb(n - c, k) / math.comb(n - 1, k)
+    wrong = math.comb(n - c - 1, k) / math.comb(n - 1, k) - math.comb(n - c - 1, k - 1) / math.comb(n - 1, k - 1)
+    assert adv[0].item() == pytest.approx(correct, rel=1e-10)
+    assert adv[-1].item() == pytest.approx(wrong, rel=1e-10)
+
+
+# ---------------------------------------------------------------- dtypes, devices, group-id flavours
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_returns_rewards_dtype_and_device(dtype: torch.dtype) -> None:
+    r = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0], dtype=dtype)
+    adv = maxpo_advantages(r, [0, 0, 0, 1, 1, 1], 2)
+    assert adv.dtype == dtype and adv.device == r.device
+    expected = maxpo_advantages(r.double(), [0, 0, 0, 1, 1, 1], 2).to(dtype)
+    assert torch.equal(adv, expected)
+
+
+def test_group_id_flavours_agree() -> None:
+    rewards, labels, _ = _mixed_batch(3)
+    reference = maxpo_advantages(rewards, labels, 4)
+    codes = group_index(labels)[0]
+    for ids in (
+        codes,  # int64 tensor
+        codes.numpy().astype(np.int32),  # numpy ints
+        codes.tolist(),  # python list
+        np.array([f"prompt-{c}" for c in codes.tolist()]),  # fixed-width numpy strings
+        np.array([int(c) * 7 + 100 for c in codes.tolist()], dtype=object),  # object array of ints
+    ):
+        torch.testing.assert_close(maxpo_advantages(rewards, ids, 4), reference, atol=0, rtol=0)
+
+
+def test_group_index_is_contiguous_and_sorted() -> None:
+    inverse, counts = group_index(np.array(["b", "a", "c", "a", "b", "b"], dtype=object))
+    assert inverse.tolist() == [1, 0, 2, 0, 1, 1]
+    assert counts.tolist() == [2, 3, 1]
+
+
+def test_norm_by_std_scales_each_group_by_its_std() -> None:
+    rewards, labels, _ = _mixed_batch(4)
+    plain = maxpo_advantages(rewards, labels, 4)
+    scaled = maxpo_advantages(rewards, labels, 4, norm_by_std=True, eps=1e-6)
+    for label in np.unique(labels):
+        sel = torch.from_numpy(labels == label)
+        torch.testing.assert_close(scaled[sel], plain[sel] / (rewards[sel].std() + 1e-6), atol=1e-12, rtol=0)
+
+
+def test_max_at_k_for_binary_is_the_pass_at_k_formula_and_ordered_by_label() -> None:
+    # group "a": 3 correct of 10; group "b": 0 of 10; labels given out of order.
+    r = torch.tensor([0.0] * 10 + [1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+    got = max_at_k(r, ["b"] * 10 + ["a"] * 10, 4)
+    assert got.tolist() == pytest.approx([1 - math.comb(7, 4) / math.comb(10, 4), 0.0], abs=1e-12)
+
+
+def test_empty_batch() -> None:
+    assert maxpo_advantages(torch.zeros(0), [], 4).shape == (0,)
+
+
+# ---------------------------------------------------------------- bad input: clear errors, nothing silently zeroed
+
+
+def test_group_too_small_names_size_k_and_fix() -> None:
+    with pytest.raises(GroupTooSmallError, match=r"k=4 needs at least 5 samples.*1 of 2 group.*smallest group size: 4"):
+        maxpo_advantages(torch.rand(9), [0] * 5 + [1] * 4, 4)
+    with pytest.raises(ValueError, match="lower k"):
+        maxpo_advantages(torch.rand(4), [0] * 4, 4)
+    with pytest.raises(ValueError, match=r"at least 5 samples"):
+        pkpo_advantages(torch.rand(4), [0] * 4, 5)
+
+
+@pytest.mark.parametrize("bad_k", [0, -2, 2.0, 2.5, "4", None, True])
+def test_bad_k(bad_k) -> None:
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+        maxpo_advantages(torch.rand(8), [0] * 8, bad_k)
+
+
+def test_pkpo_needs_k_at_least_2() -> None:
+    with pytest.raises(ValueError, match="k must be an integer >= 2"):
+        pkpo_advantages(torch.rand(8), [0] * 8, 1)
+
+
+def test_non_finite_rewards_are_counted() -> None:
+    r = torch.rand(8)
+    r[2], r[5], r[6] = float("nan"), float("inf"), float("-inf")
+    with pytest.raises(ValueError, match="3 of 8 rewards are NaN or infinite"):
+        maxpo_advantages(r, [0] * 8, 2)
+
+
+def test_length_mismatch() -> None:
+    with pytest.raises(ValueError, match="got 8 rewards but 7 group ids"):
+        maxpo_advantages(torch.rand(8), [0] * 7, 2)
+
+
+def test_float_group_ids_rejected() -> None:
+    with pytest.raises(ValueError, match="group ids must be integers or strings"):
+        maxpo_advantages(torch.rand(4), np.array([0.5, 0.5, 1.5, 1.5]), 1)

@@ -1,0 +1,112 @@
+"""Registration in processes we do not control: fresh interpreters, `verl-maxpo check`, Ray actors, verl's CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+PROBE = (
+    "import sys, verl; from verl.trainer.ppo import core_algos as c; "
+    "print(sorted(n for n in ('maxpo', 'pkpo') if n in c.ADV_ESTIMATOR_REGISTRY), 'verl_maxpo.plugin' in sys.modules)"
+)
+
+
+def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("VERL_USE_EXTERNAL")}
+    full_env.update(env)
+    return subprocess.run(args, capture_output=True, text=True, env=full_env, timeout=300)
+
+
+def test_bare_import_verl_registers_in_a_fresh_interpreter() -> None:
+    proc = run([sys.executable, "-c", PROBE])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "['maxpo', 'pkpo'] True"
+
+
+def test_plugins_disabled_then_external_modules_fallback() -> None:
+    off = run([sys.executable, "-c", PROBE], VERL_USE_EXTERNAL_PLUGINS="none")
+    assert off.stdout.strip().splitlines()[-1] == "[] False"
+    fallback = run(
+        [sys.executable, "-c", PROBE], VERL_USE_EXTERNAL_PLUGINS="none", VERL_USE_EXTERNAL_MODULES="verl_maxpo.plugin"
+    )
+    assert fallback.stdout.strip().splitlines()[-1] == "['maxpo', 'pkpo'] True"
+
+
+def test_check_command_ok() -> None:
+    exe = shutil.which("verl-maxpo")
+    assert exe, "console script verl-maxpo is not installed"
+    proc = run([exe, "check"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("OK: `import verl`") and "maxpo, pkpo" in proc.stdout
+    module = run([sys.executable, "-m", "verl_maxpo", "check", "--json"])
+    assert module.returncode == 0
+    assert json.loads(module.stdout)["found"]["registered"] == ["maxpo", "pkpo"]
+
+
+def test_check_command_explains_a_failure() -> None:
+    proc = run([sys.executable, "-m", "verl_maxpo", "check"], VERL_USE_EXTERNAL_PLUGINS="none")
+    assert proc.returncode == 1
+    assert "FAIL" in proc.stderr
+    assert "VERL_USE_EXTERNAL_PLUGINS=none disables plugin discovery" in proc.stderr
+    assert "VERL_USE_EXTERNAL_MODULES=verl_maxpo.plugin" in proc.stderr
+    listed = run([sys.executable, "-m", "verl_maxpo", "check"], VERL_USE_EXTERNAL_PLUGINS="someone_else")
+    assert listed.returncode == 1 and "does not list `maxpo`" in listed.stderr
+
+
+def test_ray_actor_finds_maxpo_with_only_import_verl() -> None:
+    ray = pytest.importorskip("ray")
+
+    @ray.remote(num_cpus=1)
+    class TaskRunnerLike:
+        """Like verl's TaskRunner: a fresh worker process that imports verl and nothing of ours."""
+
+        def estimate(self) -> tuple[list[str], bool, list[float]]:
+            import sys
+
+            import numpy as np
+            import torch
+            import verl  # noqa: F401
+            from verl.trainer.ppo import core_algos
+
+            fn = core_algos.get_adv_estimator_fn("maxpo")
+            rewards = torch.zeros(8, 3)
+            rewards[0, -1] = 1.0
+            adv, _ = fn(
+                token_level_rewards=rewards,
+                response_mask=torch.ones(8, 3),
+                index=np.array(["p"] * 8, dtype=object),
+                config={"maxpo": {"k": 4}},
+            )
+            names = sorted(n for n in ("maxpo", "pkpo") if n in core_algos.ADV_ESTIMATOR_REGISTRY)
+            return names, "verl_maxpo.plugin" in sys.modules, adv[:, 0].tolist()
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        names, plugin_loaded, adv = ray.get(TaskRunnerLike.remote().estimate.remote(), timeout=240)
+    finally:
+        ray.shutdown()
+    assert names == ["maxpo", "pkpo"] and plugin_loaded
+    assert adv == pytest.approx([1.0] + [-1 / 7] * 7, abs=1e-6)  # the reference's worked example
+
+
+def test_verl_main_ppo_composes_with_maxpo() -> None:
+    proc = run(
+        [
+            sys.executable,
+            "-m",
+            "verl.trainer.main_ppo",
+            "algorithm.adv_estimator=maxpo",
+            "+algorithm.maxpo.k=4",
+            "actor_rollout_ref.rollout.n=8",
+            "--cfg",
+            "job",
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "adv_estimator: maxpo" in proc.stdout
+    assert "maxpo:\n    k: 4" in proc.stdout
