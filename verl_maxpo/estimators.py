@@ -92,6 +92,11 @@ def _binom_ratio(top: torch.Tensor, choose: int, m: int, c: int) -> torch.Tensor
     return torch.where(valid, tail[top.clamp_min(0).long()] * scale, torch.zeros_like(top))
 
 
+def _rows(values: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+    """values[members] for a (G, n) index matrix, through index_select."""
+    return values.index_select(0, members.reshape(-1)).view(members.shape)
+
+
 def _exclusive_prefix(x: torch.Tensor) -> torch.Tensor:
     """Row-wise sum of the entries strictly left of each position."""
     out = torch.zeros_like(x)
@@ -144,7 +149,8 @@ def _grouped_advantage(
     r64 = rewards.to(torch.float64)
     adv = torch.empty_like(r64)
     for n, _, members in size_classes(inverse, counts):
-        r_sorted, perm = torch.sort(r64[members], dim=1, stable=True)
+        # index_select/index_copy_ rather than advanced indexing: same result, far less slowdown on a busy CPU.
+        r_sorted, perm = torch.sort(_rows(r64, members), dim=1, stable=True)
         # Both estimators are differences of subset averages, so a shift of the rewards leaves them unchanged.
         # Measuring rewards from the group's best zeroes the top ranks, where large-k weights concentrate, so
         # q - baseline no longer cancels two numbers near r_max (at n = 4096 this alone took the zero-sum error
@@ -159,7 +165,7 @@ def _grouped_advantage(
         a = q - baseline
         if norm_by_std:
             a = a / (r_sorted.std(dim=1, keepdim=True) + eps)
-        adv[torch.gather(members, 1, perm)] = a
+        adv.index_copy_(0, torch.gather(members, 1, perm).reshape(-1), a.reshape(-1))
     return adv.to(out_dtype)
 
 
@@ -237,7 +243,7 @@ def max_at_k(rewards: torch.Tensor, group_ids: GroupIds, k: int) -> torch.Tensor
     r64 = rewards.to(torch.float64)
     out = torch.zeros(counts.numel(), dtype=torch.float64, device=rewards.device)
     for n, groups, members in size_classes(inverse, counts):
-        r_sorted, _ = torch.sort(r64[members], dim=1)
+        r_sorted, _ = torch.sort(_rows(r64, members), dim=1)
         ranks = torch.arange(1, n + 1, dtype=torch.float64, device=r64.device)
         weights = _binom_ratio(ranks - 1, k - 1, n, k)
         out[groups] = r_sorted @ weights

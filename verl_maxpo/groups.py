@@ -80,4 +80,5 @@ def size_classes(inverse: torch.Tensor, counts: torch.Tensor) -> Iterator[tuple[
     for n in torch.unique(counts).tolist():
         groups = torch.nonzero(counts == n).squeeze(1)
         offsets = torch.arange(n, device=inverse.device)
-        yield int(n), groups, order[starts[groups].unsqueeze(1) + offsets]
+        positions = starts.index_select(0, groups).unsqueeze(1) + offsets
+        yield int(n), groups, order.index_select(0, positions.reshape(-1)).view(len(groups), int(n))

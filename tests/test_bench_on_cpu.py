@@ -1,0 +1,88 @@
+"""`verl-maxpo bench` at tiny sizes: every estimator's row, the inputs it builds, and its memory probe."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from verl_maxpo import bench, cli
+from verl_maxpo.estimators import maxpo_advantages
+
+
+def test_quick_bench_prints_every_estimator_row(capsys: pytest.CaptureFixture) -> None:
+    code = cli.main(["bench", "--quick", "--repeats", "1"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    rows = re.findall(
+        r"^\| cpu \| (\d+) x (\d+) \| (\w+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| (\d+) \|$", captured.out, re.M
+    )
+    seen = {(int(g), int(n), name) for g, n, name, *_ in rows}
+    assert seen == {(g, n, name) for g, n in bench.QUICK_SHAPES for name in bench.ESTIMATORS}
+    for _, _, name, ms, ratio, mib, runs in rows:
+        assert float(ms) > 0 and int(runs) == 1
+        assert float(mib) < 64  # tiny inputs: anything large would be a broken measurement
+        if name == bench.BASELINE:
+            assert ratio == "1.00"
+    assert "peak extra memory (cpu): peak RSS growth" in captured.out
+    scaling = re.findall(r"^\| cpu \| (\d+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \|$", captured.out, re.M)
+    assert [(int(n), int(g)) for n, g, *_ in scaling] == [
+        (n, bench.QUICK_SCALING_BATCH // n) for n in bench.QUICK_SCALING_NS
+    ]
+    assert "timing" in captured.err  # the tqdm bar
+
+
+def test_json_output_and_baseline_is_always_timed(capsys: pytest.CaptureFixture) -> None:
+    code = bench.main(["--quick", "--repeats", "2", "--no-memory", "--estimators", "maxpo", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0
+    names = [r["estimator"] for r in result["rows"]]
+    assert names == ["maxpo", bench.BASELINE] * len(bench.QUICK_SHAPES)
+    for r in result["rows"]:
+        assert r["error"] is None and r["peak_extra_bytes"] is None and r["repeats"] == 2 and r["median_s"] > 0
+        base = next(b for b in result["rows"] if b["estimator"] == bench.BASELINE and b["n"] == r["n"])
+        assert r["ratio_to_baseline"] == pytest.approx(r["median_s"] / base["median_s"])
+    assert result["env"]["response_length"] == 16 and [s["n"] for s in result["scaling"]] == list(
+        bench.QUICK_SCALING_NS
+    )
+
+
+def test_make_inputs_is_a_verl_outcome_batch() -> None:
+    batch = bench.make_inputs(groups=6, n=5, length=12, seed=3)
+    rewards, mask, index = batch["token_level_rewards"], batch["response_mask"], batch["index"]
+    assert rewards.shape == mask.shape == (30, 12) and index.shape == (30,) and index.dtype == object
+    lengths = mask.sum(-1).long()
+    # Reward sits on the last response token only, and is 0/1.
+    assert torch.equal(rewards.count_nonzero(-1) <= 1, torch.ones(30, dtype=torch.bool))
+    last = rewards[torch.arange(30), lengths - 1]
+    assert torch.equal(rewards.sum(-1), last) and set(last.tolist()) <= {0.0, 1.0}
+    # uuid group ids, each repeated n times in a row, as verl's rollout batch lays them out.
+    assert len(set(index.tolist())) == 6 and all(len(set(index[i * 5 : (i + 1) * 5])) == 1 for i in range(6))
+    assert re.fullmatch(r"[0-9a-f-]{36}", index[0])
+
+
+def test_registry_call_uses_the_configured_k() -> None:
+    batch = bench.make_inputs(groups=8, n=6, length=4, seed=1)
+    fn = bench._estimator("maxpo")
+    adv, _ = fn(**batch, config=bench.algorithm_config(k=2))
+    want = maxpo_advantages(batch["token_level_rewards"].sum(-1), batch["index"], 2)
+    assert torch.allclose(adv, want.unsqueeze(-1) * batch["response_mask"], atol=1e-6)
+    other_k = maxpo_advantages(batch["token_level_rewards"].sum(-1), batch["index"], 4)
+    assert not torch.allclose(want, other_k)
+
+
+@pytest.mark.skipif(not bench._proc_peak_available(), reason="needs Linux /proc/self/clear_refs")
+def test_peak_rss_growth_sees_torch_and_numpy_buffers() -> None:
+    mib = 2**20
+    torch_peak = bench.peak_rss_growth(lambda: torch.ones(48 * mib // 4))  # 48 MiB, kept alive until read
+    numpy_peak = bench.peak_rss_growth(lambda: np.ones(32 * mib // 8))
+    # A temporary that is freed before the call returns still counts: it is a peak, not an end state.
+    temp_peak = bench.peak_rss_growth(lambda: float(torch.ones(40 * mib // 4).sum()))
+    nothing = bench.peak_rss_growth(lambda: None)
+    assert 46 * mib <= torch_peak <= 56 * mib
+    assert 30 * mib <= numpy_peak <= 40 * mib
+    assert 38 * mib <= temp_peak <= 48 * mib
+    assert nothing < 4 * mib
