@@ -1,0 +1,168 @@
+# Shared by recipes/*/run.sh (sourced, not run): checks the user block, builds verl's command for one recipe
+# and lays out its output the way `verl-maxpo report` reads it:
+#   $OUT_DIR/<run_name>/val/<step>.jsonl   validation generations (trainer.validation_data_dir)
+#   $OUT_DIR/<run_name>/train_log.jsonl    verl's file logger (VERL_FILE_LOGGER_PATH)
+#   $OUT_DIR/<run_name>/meta.json          estimator, k, n, seed, config name, validation n
+#   $OUT_DIR/<run_name>/console.log        stdout + stderr of the run
+# run_name: <task>_<estimator>[_k<K>]_seed<SEED>, e.g. gsm8k_maxpo_k4_seed1, gsm8k_grpo_seed1.
+#
+# Modes (environment): DRY_RUN=1 prints the command and touches nothing; VERL_MAXPO_PRINT_RUN_DIR=1 prints only
+# the run folder (scripts/ab_launch.sh uses it to name both arms before starting either).
+
+_vm_die() {
+  echo "error: $*" >&2
+  exit 2
+}
+
+# Hydra parses override values, so paths must avoid its special characters (and spaces).
+_vm_check_path() {
+  local name=$1 value=$2
+  [[ -n $value ]] || _vm_die "$name is empty"
+  [[ $value =~ ^[A-Za-z0-9._/~+:@%-]+$ ]] ||
+    _vm_die "$name='$value' has characters a Hydra override cannot carry unquoted (spaces, = , [ ] { } quotes)"
+}
+
+_vm_recipes() {
+  local f names=()
+  for f in "$1"/*.yaml; do
+    f=$(basename "$f" .yaml)
+    [[ $f == *_common ]] || names+=("$f")
+  done
+  echo "${names[*]}"
+}
+
+# Keys the user block owns; overriding them on the command line would desynchronize meta.json and run names.
+_vm_managed_key() {
+  case $1 in
+    data.train_files | data.val_files) echo "DATA_DIR" ;;
+    actor_rollout_ref.model.path) echo "MODEL_PATH" ;;
+    actor_rollout_ref.rollout.n) echo "N" ;;
+    actor_rollout_ref.rollout.val_kwargs.n) echo "VAL_N" ;;
+    algorithm.maxpo.k) echo "K" ;;
+    seed) echo "SEED" ;;
+    trainer.n_gpus_per_node) echo "NGPUS" ;;
+    trainer.nnodes) echo "NNODES" ;;
+    trainer.experiment_name | trainer.validation_data_dir) echo "OUT_DIR" ;;
+    trainer.default_local_dir) echo "CKPT_DIR" ;;
+    *) return 1 ;;
+  esac
+}
+
+# verl_maxpo_launch <recipe dir> <recipe name> [hydra overrides...]
+# Reads MODEL_PATH DATA_DIR NGPUS NNODES K N VAL_N SEED OUT_DIR CKPT_DIR PYTHON, and the optional array
+# VM_EXTRA_OVERRIDES (task-specific overrides set by the caller).
+verl_maxpo_launch() {
+  local recipe_dir=$1
+  shift
+  local available
+  available=$(_vm_recipes "$recipe_dir")
+  [[ $# -ge 1 ]] || _vm_die "usage: bash $recipe_dir/run.sh <recipe> [hydra overrides...]; recipes: $available"
+  local config=$1
+  shift
+  [[ $config =~ ^[A-Za-z0-9_]+$ && -f $recipe_dir/$config.yaml && $config != *_common ]] ||
+    _vm_die "no recipe '$config' in $recipe_dir; recipes: $available"
+
+  local var
+  for var in NGPUS NNODES K N VAL_N SEED; do
+    [[ ${!var} =~ ^[0-9]+$ ]] || _vm_die "$var must be a whole number, got '${!var}'"
+  done
+  for var in NGPUS NNODES N VAL_N K; do
+    ((${!var} >= 1)) || _vm_die "$var must be at least 1"
+  done
+  for var in MODEL_PATH DATA_DIR OUT_DIR CKPT_DIR; do
+    _vm_check_path "$var" "${!var}"
+  done
+
+  # The estimator comes from the recipe file unless the command line overrides it.
+  local estimator arg key owner
+  estimator=$(sed -n 's/^  adv_estimator: *\([A-Za-z0-9_]*\).*/\1/p' "$recipe_dir/$config.yaml" | head -n 1)
+  for arg in "$@"; do
+    key=${arg%%=*}
+    key=${key#++}
+    key=${key#+}
+    if owner=$(_vm_managed_key "$key"); then
+      _vm_die "set $owner in the environment instead of overriding '$key' (it names the run and its meta.json)"
+    fi
+    [[ $key == algorithm.adv_estimator ]] && estimator=${arg#*=}
+  done
+  [[ $estimator =~ ^[A-Za-z0-9_]+$ ]] || _vm_die "no usable algorithm.adv_estimator in $config.yaml or the overrides"
+
+  local task=${config%_*} uses_k=0
+  case $estimator in
+    maxpo)
+      uses_k=1
+      ((N >= K + 1)) || _vm_die "maxpo needs N >= K + 1 samples per prompt, got N=$N K=$K"
+      ;;
+    pkpo)
+      uses_k=1
+      ((K >= 2 && N >= K)) || _vm_die "pkpo needs K >= 2 and N >= K, got N=$N K=$K"
+      ;;
+    *)
+      ((N >= 2)) || _vm_die "$estimator compares samples within a group: N must be at least 2"
+      ;;
+  esac
+  if ((uses_k)) && ! grep -q '^  maxpo:' "$recipe_dir/$config.yaml"; then
+    _vm_die "$estimator reads algorithm.maxpo, which $config.yaml does not declare; start from ${task}_maxpo"
+  fi
+
+  [[ $OUT_DIR == /* ]] || OUT_DIR=$PWD/$OUT_DIR
+  [[ $CKPT_DIR == /* || $CKPT_DIR == *://* ]] || CKPT_DIR=$PWD/$CKPT_DIR
+  local run_name=${task}_${estimator}
+  ((uses_k)) && run_name+=_k${K}
+  run_name+=_seed${SEED}
+  local run_dir=$OUT_DIR/$run_name
+
+  if [[ ${VERL_MAXPO_PRINT_RUN_DIR:-0} == 1 ]]; then
+    echo "$run_dir"
+    return 0
+  fi
+
+  local train_file=$DATA_DIR/$task/train.parquet val_file=$DATA_DIR/$task/test.parquet
+  local cmd=(
+    "$PYTHON" -m verl.trainer.main_ppo
+    --config-path "$recipe_dir" --config-name "$config"
+    "data.train_files=$train_file"
+    "data.val_files=$val_file"
+    "actor_rollout_ref.model.path=$MODEL_PATH"
+    "trainer.n_gpus_per_node=$NGPUS"
+    "trainer.nnodes=$NNODES"
+    "actor_rollout_ref.rollout.n=$N"
+    "actor_rollout_ref.rollout.val_kwargs.n=$VAL_N"
+    "seed=$SEED"
+  )
+  ((uses_k)) && cmd+=("algorithm.maxpo.k=$K")
+  cmd+=(
+    "trainer.experiment_name=$run_name"
+    "trainer.validation_data_dir=$run_dir/val"
+    "trainer.default_local_dir=$CKPT_DIR/$run_name"
+    # Ray workers on other nodes do not inherit this shell's environment; the job's runtime_env reaches them all.
+    "++ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH=$run_dir/train_log.jsonl"
+  )
+  cmd+=(${VM_EXTRA_OVERRIDES[@]+"${VM_EXTRA_OVERRIDES[@]}"} "$@")
+
+  if [[ ${DRY_RUN:-0} == 1 ]]; then
+    echo "# run dir: $run_dir"
+    local line
+    line=$(printf '%q ' "${cmd[@]}")
+    echo "VERL_FILE_LOGGER_PATH=$(printf '%q' "$run_dir/train_log.jsonl") ${line% }"
+    return 0
+  fi
+
+  local file
+  for file in "$train_file" "$val_file"; do
+    if [[ $file != *://* && ! -f ${file/#\~/$HOME} ]]; then
+      _vm_die "missing $file; prepare it with: python scripts/prepare_$task.py --out-dir $DATA_DIR/$task"
+    fi
+  done
+
+  local k_json=null
+  ((uses_k)) && k_json=$K
+  mkdir -p "$run_dir/val"
+  printf '{"adv_estimator": "%s", "k": %s, "n": %d, "seed": %d, "config_name": "%s", "val_n": %d}\n' \
+    "$estimator" "$k_json" "$N" "$SEED" "$config" "$VAL_N" >"$run_dir/meta.json"
+  export VERL_FILE_LOGGER_PATH=$run_dir/train_log.jsonl
+  echo "run dir: $run_dir"
+  printf '%q ' "${cmd[@]}" | tee "$run_dir/console.log"
+  echo | tee -a "$run_dir/console.log"
+  "${cmd[@]}" 2>&1 | tee -a "$run_dir/console.log"
+}
