@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,17 @@ class _FileMessages:
             self.sink.append(f"{self.path}: ... and {self.count - MAX_MESSAGES_PER_FILE} more bad line(s)")
 
 
+def _json_lines(text: str, msgs: _FileMessages) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) of each non-blank JSONL line; lines that are not JSON become messages."""
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield line_no, json.loads(line)
+        except json.JSONDecodeError as err:
+            msgs.add(line_no, f"not valid JSON ({err.msg} at column {err.colno})")
+
+
 def read_dump(path: Path, step: int, problems: Problems) -> StepDump | None:
     """Parse one verl validation dump; bad lines are reported and skipped. None when no sample is usable."""
     try:
@@ -91,14 +103,7 @@ def read_dump(path: Path, step: int, problems: Problems) -> StepDump | None:
     scores: list[float] = []
     other_steps: set[Any] = set()
     # One pass over the lines is unavoidable for JSONL; the metrics downstream are vectorized.
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as err:
-            msgs.add(line_no, f"not valid JSON ({err.msg} at column {err.colno})")
-            continue
+    for line_no, entry in _json_lines(text, msgs):
         if not isinstance(entry, dict):
             msgs.add(line_no, f"expected a JSON object, got {type(entry).__name__}")
             continue
@@ -135,14 +140,7 @@ def read_train_log(path: Path, problems: Problems) -> dict[str, tuple[np.ndarray
         return {}
     msgs = _FileMessages(path, problems.errors)
     series: dict[str, dict[int, float]] = {}
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as err:
-            msgs.add(line_no, f"not valid JSON ({err.msg} at column {err.colno})")
-            continue
+    for line_no, entry in _json_lines(text, msgs):
         if not isinstance(entry, dict) or not _is_number(entry.get("step")) or not isinstance(entry.get("data"), dict):
             msgs.add(line_no, 'expected {"step": <int>, "data": {...}} as written by verl\'s FileLogger')
             continue
