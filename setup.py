@@ -28,6 +28,11 @@ setup(
         "numpy>=1.24",
         "matplotlib>=3.7",
         "tqdm>=4.60",
+        # The CPU demo's model, tokenizer and configs (all arrive with verl today; declared because we import them).
+        "transformers>=4.40",
+        "tokenizers>=0.15",
+        "omegaconf>=2.3",
+        "pandas>=1.5",
     ],
     extras_require={
         "test": ["pytest>=7", "ruff>=0.6"],

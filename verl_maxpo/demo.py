@@ -1,0 +1,746 @@
+"""`verl-maxpo demo`: MaxPO vs GRPO vs PKPO, end to end on a CPU in minutes, with verl's own RL pieces.
+
+What one run does, top to bottom in this file:
+  1. Task: fixed-width addition ("047+385=" -> "0432</s>"), reward 1 for an exact answer, else 0. A held-out set
+     of prompts is never trained on. The tokenizer is a character-level `tokenizers` WordLevel model made here.
+  2. Policy: a randomly initialised 2-layer Llama (transformers), warm-started by supervised training on correct
+     answers until the sampled pass@1 on fresh training prompts reaches --sft-target (sparse rewards: the setting
+     max@K is for). Every RL run starts from this one checkpoint.
+  3. RL: for each estimator and seed, the same prompts, samples per prompt, optimizer and seeds. Each step builds
+     a `verl.DataProto`, gets advantages from verl's `compute_advantage` (estimators looked up in verl's registry,
+     where `maxpo`/`pkpo` are registered by our plugin), and the loss from verl's registered policy loss
+     (`vanilla`, which aggregates with `core_algos.agg_loss`). Metrics go through verl's `Tracking` file backend.
+  4. Validation every --val-every steps: --val-n samples per held-out prompt, dumped exactly as verl's
+     `RayPPOTrainer._write_generations` does; `verl_maxpo.report.write_report` turns the dumps into report.md and
+     curves.
+  5. Gradient variance (the paper's headline claim): at fixed checkpoints, many independent policy-gradient
+     estimates, every estimator computed on the same samples; trace(Cov) / |E g|^2 and cosine to the mean.
+
+Output layout (what `verl-maxpo report` reads):
+  OUT/runs/<estimator>_seed<s>/{val/<step>.jsonl, train_log.jsonl, meta.json}
+  OUT/report.md, OUT/*.png (write_report), OUT/summary.md and OUT/summary.json (this file: tables + grad variance)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+QUICK = {  # --quick: a smoke run of the whole pipeline (well under a minute on 2 cores), used by the tests
+    "digits": 2,
+    "seeds": 1,
+    "steps": 4,
+    "prompts_per_step": 8,
+    "val_every": 2,
+    "val_prompts": 16,
+    "val_n": 8,
+    "sft_max_steps": 400,
+    "sft_target": 0.1,
+    "gradvar_draws": 4,
+    "gradvar_prompts": 4,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All options of the demo, each documented where it is declared."""
+    p = argparse.ArgumentParser(
+        prog="verl-maxpo demo",
+        description="End-to-end MaxPO vs GRPO vs PKPO A/B on a synthetic addition task, on CPU, with verl's pieces.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    # outputs and run control
+    p.add_argument("--out", default="maxpo_demo", help="output folder (runs/, report.md, summary.md, PNGs)")
+    p.add_argument("--quick", action="store_true", help=f"smoke run under a minute; overrides {sorted(QUICK)}")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    # the A/B
+    p.add_argument("--estimators", default="maxpo,grpo,pkpo", help="comma-separated verl advantage estimators")
+    p.add_argument("--seeds", type=int, default=3, help="RL seeds per estimator (seed i uses seed value --seed + i)")
+    p.add_argument("--seed", type=int, default=0, help="base seed: model init, warm start, held-out set, RL seeds")
+    p.add_argument("--k", type=int, default=4, help="k of max@k for maxpo/pkpo (algorithm.maxpo.k); needs n >= k+1")
+    p.add_argument("--n", type=int, default=8, help="samples per training prompt (actor_rollout_ref.rollout.n)")
+    # task
+    p.add_argument("--digits", type=int, default=3, help="task difficulty: digits per operand of the addition")
+    p.add_argument("--val-prompts", type=int, default=64, help="held-out prompts, never trained on")
+    # warm start (supervised)
+    p.add_argument("--sft-target", type=float, default=0.15, help="stop the warm start at this sampled pass@1")
+    p.add_argument("--sft-max-steps", type=int, default=3000, help="upper bound on warm-start steps")
+    p.add_argument("--sft-lr", type=float, default=3e-3, help="warm-start AdamW learning rate")
+    p.add_argument("--sft-batch", type=int, default=128, help="warm-start batch size (prompt, answer) pairs")
+    # RL (verl's names in brackets)
+    p.add_argument("--steps", type=int, default=150, help="RL steps per run (trainer.total_training_steps)")
+    p.add_argument("--prompts-per-step", type=int, default=32, help="prompts per RL step (data.train_batch_size)")
+    p.add_argument("--lr", type=float, default=3e-4, help="RL AdamW learning rate (actor.optim.lr)")
+    p.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip (actor.grad_clip)")
+    p.add_argument("--loss-agg-mode", default="token-mean", help="verl loss aggregation (actor.loss_agg_mode)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, training and validation")
+    # validation
+    p.add_argument("--val-every", type=int, default=10, help="validate every this many RL steps (and at 0, end)")
+    p.add_argument("--val-n", type=int, default=16, help="samples per held-out prompt (pass@n needs n > k)")
+    # gradient variance
+    p.add_argument("--gradvar-draws", type=int, default=64, help="independent gradient estimates per checkpoint")
+    p.add_argument("--gradvar-prompts", type=int, default=16, help="prompts per gradient estimate (n samples each)")
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse argv; --quick replaces the defaults listed in QUICK (explicit flags after it still win)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quick:
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args(argv)
+    args.estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
+    if args.n < args.k + 1 or args.val_n < args.k + 1:
+        parser.error(f"--n ({args.n}) and --val-n ({args.val_n}) must be at least k+1 = {args.k + 1}")
+    return args
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Task: fixed-width addition with an exact-match reward
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class AdditionTask:
+    """a + b with `digits`-digit operands; answers zero-padded to digits+1 so every response has the same length.
+
+    Fixed lengths keep batching trivial (no padding, no attention masks): prompt "<s>047+385=", response
+    "0432</s>". Held-out pairs are excluded from every training draw.
+    """
+
+    SPECIALS = ("<pad>", "<s>", "</s>")
+
+    def __init__(self, digits: int, val_prompts: int, seed: int):
+        from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+        from transformers import PreTrainedTokenizerFast
+
+        self.digits = digits
+        vocab = {tok: i for i, tok in enumerate([*self.SPECIALS, *"0123456789+="])}
+        char_level = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+        char_level.pre_tokenizer = pre_tokenizers.Split(Regex("."), "isolated")
+        char_level.decoder = decoders.Fuse()  # decode "0432", not "0 4 3 2"
+        self.tokenizer = PreTrainedTokenizerFast(
+            tokenizer_object=char_level, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+        )
+        self.vocab_size = len(vocab)
+        self.bos, self.eos, self.pad = (vocab[t] for t in ("<s>", "</s>", "<pad>"))
+        self.response_len = digits + 2  # digits+1 answer digits, then </s>
+        rng = np.random.default_rng([seed, 1])
+        self.val_pairs = self._unique_pairs(rng, val_prompts)
+        self._held_out = {tuple(p) for p in self.val_pairs.tolist()}
+
+    def _unique_pairs(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        space = 10 ** (2 * self.digits)
+        if count > space // 2:
+            raise ValueError(f"--val-prompts {count} is too many for {self.digits}-digit operands")
+        flat = rng.choice(space, size=count, replace=False)
+        return np.stack([flat // 10**self.digits, flat % 10**self.digits], axis=1)
+
+    def train_pairs(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """`count` random training pairs, none of them held out."""
+        out = []
+        while len(out) < count:
+            a, b = rng.integers(0, 10**self.digits, size=2).tolist()
+            if (a, b) not in self._held_out:
+                out.append((a, b))
+        return np.asarray(out, dtype=np.int64)
+
+    def prompt_texts(self, pairs: np.ndarray) -> list[str]:
+        d = self.digits
+        return [f"{a:0{d}d}+{b:0{d}d}=" for a, b in pairs.tolist()]
+
+    def answer_texts(self, pairs: np.ndarray) -> list[str]:
+        return [f"{a + b:0{self.digits + 1}d}" for a, b in pairs.tolist()]
+
+    def encode(self, pairs: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prompt_ids (B, P) starting with <s>, target response ids (B, R) ending with </s>)."""
+        prompts = self.tokenizer(self.prompt_texts(pairs), add_special_tokens=False)["input_ids"]
+        answers = self.tokenizer(self.answer_texts(pairs), add_special_tokens=False)["input_ids"]
+        prompt_ids = torch.tensor([[self.bos, *p] for p in prompts], device=device)
+        target_ids = torch.tensor([[*a, self.eos] for a in answers], device=device)
+        return prompt_ids, target_ids
+
+    def score(self, responses: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """1.0 for an exact answer followed by </s>, else 0.0 (a verifiable reward)."""
+        return (responses == targets).all(dim=1).float()
+
+    def response_mask(self, responses: torch.Tensor) -> torch.Tensor:
+        """1 up to and including the first </s>: tokens sampled after it are not part of the response."""
+        is_eos = (responses == self.eos).int()
+        after_eos = (torch.cumsum(is_eos, dim=1) - is_eos) > 0
+        return (~after_eos).float()
+
+    def decode(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> list[str]:
+        rows = ids.tolist()
+        if mask is not None:
+            rows = [r[: int(m)] for r, m in zip(rows, mask.sum(1).tolist(), strict=True)]
+        return self.tokenizer.batch_decode(rows, skip_special_tokens=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Policy: a tiny Llama, sampling and per-token log-probs
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def build_policy(task: AdditionTask, seed: int, device: torch.device) -> torch.nn.Module:
+    """A 2-layer, 64-wide Llama with random init (about 0.1M parameters): fast enough for minutes on 2 cores."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=task.vocab_size,
+        hidden_size=64,
+        intermediate_size=192,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+        bos_token_id=task.bos,
+        eos_token_id=task.eos,
+        pad_token_id=task.pad,
+        attn_implementation="eager",
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config).to(device)
+
+
+@torch.no_grad()
+def sample(
+    model: torch.nn.Module, prompt_ids: torch.Tensor, length: int, temperature: float, gen: torch.Generator
+) -> torch.Tensor:
+    """Sample `length` tokens per row with an explicit generator (reproducible). Sequences are ~14 tokens, so a
+    full forward per token is about as fast as a KV cache and has no cache bookkeeping."""
+    ids = prompt_ids
+    for _ in range(length):
+        logits = model(input_ids=ids).logits[:, -1].float()
+        probs = torch.softmax(logits / temperature, dim=-1)
+        ids = torch.cat([ids, torch.multinomial(probs, 1, generator=gen)], dim=1)
+    return ids[:, prompt_ids.shape[1] :]
+
+
+def response_log_probs(model: torch.nn.Module, prompt_ids: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
+    """(B, R) log-probability of each response token under the model (with grad), via verl's helper."""
+    from verl.utils.torch_functional import logprobs_from_logits
+
+    ids = torch.cat([prompt_ids, responses], dim=1)
+    p = prompt_ids.shape[1]
+    logits = model(input_ids=ids).logits[:, p - 1 : -1].float()
+    return logprobs_from_logits(logits, responses)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Warm start: supervised training until sampled pass@1 reaches the target
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def warm_start(model: torch.nn.Module, task: AdditionTask, args: argparse.Namespace, bar: Any) -> dict[str, Any]:
+    """Teacher-forced cross-entropy on correct answers. Checks the sampled pass@1 on fresh *training* prompts every
+    25 steps (the held-out set never steers anything) and stops once it reaches --sft-target."""
+    device = next(model.parameters()).device
+    rng = np.random.default_rng([args.seed, 2])
+    gen = torch.Generator(device=device).manual_seed(args.seed + 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.sft_lr, weight_decay=0.0)
+    check_pairs = task.train_pairs(rng, 128)
+    check_prompts, check_targets = task.encode(check_pairs, device)
+    pass1, step = 0.0, 0
+    while step < args.sft_max_steps:
+        prompt_ids, target_ids = task.encode(task.train_pairs(rng, args.sft_batch), device)
+        logp = response_log_probs(model, prompt_ids, target_ids)
+        loss = -logp.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        bar.set_postfix_str(f"warm start step {step}, pass@1 {pass1:.2f}")
+        if step % 25 == 0 or step == args.sft_max_steps:
+            resp = sample(model, check_prompts.repeat_interleave(4, 0), task.response_len, args.temperature, gen)
+            pass1 = task.score(resp, check_targets.repeat_interleave(4, 0)).mean().item()
+            if pass1 >= args.sft_target:
+                break
+    return {"steps": step, "train_pass@1": pass1, "loss": loss.item()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# RL with verl's pieces: DataProto, compute_advantage (registry), registered policy loss (agg_loss inside)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Rollout:
+    """One batch of sampled responses: `group_size` consecutive rows share a prompt (and a verl `uid`)."""
+
+    prompt_ids: torch.Tensor  # (B, P)
+    responses: torch.Tensor  # (B, R)
+    response_mask: torch.Tensor  # (B, R) float
+    scores: torch.Tensor  # (B,) 0/1
+    uid: np.ndarray  # (B,) object array of group ids, as verl's trainer builds it
+    group_size: int
+
+
+def rollout(
+    model: torch.nn.Module,
+    task: AdditionTask,
+    pairs: np.ndarray,
+    group_size: int,
+    temperature: float,
+    gen: torch.Generator,
+) -> Rollout:
+    device = next(model.parameters()).device
+    prompt_ids, target_ids = task.encode(pairs, device)
+    prompt_ids = prompt_ids.repeat_interleave(group_size, 0)
+    responses = sample(model, prompt_ids, task.response_len, temperature, gen)
+    scores = task.score(responses, target_ids.repeat_interleave(group_size, 0))
+    uid = np.array([f"p{i}" for i in range(len(pairs)) for _ in range(group_size)], dtype=object)
+    return Rollout(prompt_ids, responses, task.response_mask(responses), scores, uid, group_size)
+
+
+def verl_configs(estimator: str, args: argparse.Namespace) -> tuple[Any, Any]:
+    """(algorithm config, actor config) built the way verl builds them from its YAML defaults.
+
+    The algorithm config is a DictConfig (verl passes `config.algorithm`); `maxpo.k` is read by both `maxpo` and
+    `pkpo`. GRPO keeps verl's default norm_adv_by_std_in_grpo=True. The actor config is verl's FSDPActorConfig
+    dataclass, whose clip ratios, loss_agg_mode and policy_loss.loss_mode the registered loss reads.
+    """
+    from omegaconf import OmegaConf
+    from verl.workers.config import FSDPActorConfig
+
+    algo = OmegaConf.create(
+        {
+            "adv_estimator": estimator,
+            "gamma": 1.0,
+            "lam": 1.0,
+            "norm_adv_by_std_in_grpo": True,
+            "maxpo": {"k": args.k, "norm_by_std": False},
+        }
+    )
+    batch = args.prompts_per_step * args.n
+    actor = FSDPActorConfig(
+        strategy="fsdp",
+        rollout_n=args.n,
+        ppo_mini_batch_size=batch,
+        ppo_micro_batch_size_per_gpu=batch,
+        loss_agg_mode=args.loss_agg_mode,
+        grad_clip=args.grad_clip,
+        use_torch_compile=False,
+    )
+    return algo, actor
+
+
+def policy_gradient_loss(
+    model: torch.nn.Module, batch: Rollout, estimator: str, algo_cfg: Any, actor_cfg: Any, log_prob=None
+) -> tuple[torch.Tensor, dict[str, float], Any]:
+    """The actor loss of one batch exactly as verl computes it; returns (loss, metrics, DataProto).
+
+    One on-policy update per batch (ppo_mini_batch_size = batch, one epoch), so old_log_prob is the current
+    log-prob detached: the ratio is 1, clipping is inactive, and the loss is the plain policy gradient
+    -A * log pi aggregated by `agg_loss`. `log_prob` may be passed in to reuse one forward for several estimators.
+    """
+    from verl import DataProto
+    from verl.trainer.ppo.core_algos import get_policy_loss_fn
+    from verl.trainer.ppo.ray_trainer import compute_advantage
+
+    if log_prob is None:
+        log_prob = response_log_probs(model, batch.prompt_ids, batch.responses)
+    mask = batch.response_mask
+    # verl puts the sequence reward on the last response token
+    last = (mask.sum(1).long() - 1).clamp(min=0)
+    token_level_rewards = torch.zeros_like(mask).scatter_(1, last.unsqueeze(1), batch.scores.unsqueeze(1))
+    data = DataProto.from_dict(
+        tensors={
+            "responses": batch.responses,
+            "response_mask": mask,
+            "token_level_rewards": token_level_rewards,
+            "old_log_probs": log_prob.detach(),
+        },
+        non_tensors={"uid": batch.uid},
+    )
+    data = compute_advantage(
+        data,
+        adv_estimator=estimator,
+        norm_adv_by_std_in_grpo=algo_cfg.norm_adv_by_std_in_grpo,
+        config=algo_cfg,
+    )
+    loss_fn = get_policy_loss_fn(actor_cfg.policy_loss.loss_mode)
+    loss, pg_metrics = loss_fn(
+        old_log_prob=data.batch["old_log_probs"],
+        log_prob=log_prob,
+        advantages=data.batch["advantages"],
+        response_mask=mask,
+        loss_agg_mode=actor_cfg.loss_agg_mode,
+        config=actor_cfg,
+    )
+    adv = data.batch["advantages"]
+    seq_adv = adv.sum(1) / mask.sum(1).clamp(min=1)
+    groups = batch.scores.view(-1, batch.group_size)
+    metrics = {
+        "train/reward_mean": batch.scores.mean().item(),
+        "train/solved_groups_frac": (groups.max(1).values > 0).float().mean().item(),
+        "train/mixed_groups_frac": (groups.max(1).values != groups.min(1).values).float().mean().item(),
+        "train/adv_mean": seq_adv.mean().item(),
+        "train/adv_abs_mean": seq_adv.abs().mean().item(),
+        "train/pg_loss": loss.item(),
+        "train/pg_clipfrac": pg_metrics["actor/pg_clipfrac"],
+        "train/ppo_kl": pg_metrics["actor/ppo_kl"],
+        "train/response_length": mask.sum(1).mean().item(),
+    }
+    return loss, metrics, data
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Validation: verl-style dumps and unbiased pass@k
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def validate(
+    model: torch.nn.Module, task: AdditionTask, args: argparse.Namespace, run_dir: Path, step: int, seed: int
+) -> dict[str, float]:
+    """--val-n samples per held-out prompt. The generator depends on (seed, step) only, so all estimators at the
+    same seed and step draw the same random numbers (common random numbers make the A/B less noisy)."""
+    from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+
+    from verl_maxpo.estimators import max_at_k
+
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(1_000_003 * (seed + 1) + step)
+    batch = rollout(model, task, task.val_pairs, args.val_n, args.temperature, gen)
+    prompts = np.repeat(task.prompt_texts(task.val_pairs), args.val_n).tolist()
+    gts = np.repeat(task.answer_texts(task.val_pairs), args.val_n).tolist()
+    outputs = task.decode(batch.responses, batch.response_mask)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints one line per dump; keep the progress bar clean
+        RayPPOTrainer._write_generations(prompts, outputs, gts, batch.scores.tolist(), {}, str(run_dir / "val"), step)
+    metrics = {"val/reward_mean": batch.scores.mean().item()}
+    for k in sorted({1, args.k, args.val_n}):
+        metrics[f"val/pass@{k}"] = max_at_k(batch.scores.cpu(), batch.uid, k).mean().item()
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One RL run
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def make_tracker(path: Path, run_name: str, config: dict[str, Any]) -> Any:
+    """verl's Tracking with only the `file` backend, pointed at `path` (the env var is read once, in __init__)."""
+    from verl.utils.tracking import Tracking
+
+    previous = os.environ.get("VERL_FILE_LOGGER_PATH")
+    os.environ["VERL_FILE_LOGGER_PATH"] = str(path)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return Tracking("verl_maxpo_demo", run_name, default_backend=["file"], config=config)
+    finally:
+        if previous is None:
+            os.environ.pop("VERL_FILE_LOGGER_PATH", None)
+        else:
+            os.environ["VERL_FILE_LOGGER_PATH"] = previous
+
+
+def run_rl(
+    model: torch.nn.Module,
+    task: AdditionTask,
+    warm_state: dict[str, torch.Tensor],
+    estimator: str,
+    seed: int,
+    args: argparse.Namespace,
+    run_dir: Path,
+    bar: Any,
+) -> list[dict[str, float]]:
+    """Train from the warm start with one estimator; returns the validation metrics (with their step)."""
+    model.load_state_dict(warm_state)
+    algo_cfg, actor_cfg = verl_configs(estimator, args)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "adv_estimator": estimator,
+        "k": args.k if estimator in ("maxpo", "pkpo") else None,
+        "n": args.n,
+        "seed": seed,
+        "config_name": estimator,
+        "val_n": args.val_n,
+    }
+    (run_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    config = {**{k: v for k, v in vars(args).items() if k != "out"}, **meta}
+    tracker = make_tracker(run_dir / "train_log.jsonl", run_dir.name, config)
+    # the same prompt order and sampling stream for every estimator at this seed
+    prompt_rng = np.random.default_rng([seed, 3])
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed + 3)
+    history = []
+    try:
+        for step in range(args.steps + 1):
+            if step > 0:
+                batch = rollout(
+                    model, task, task.train_pairs(prompt_rng, args.prompts_per_step), args.n, args.temperature, gen
+                )
+                loss, metrics, _ = policy_gradient_loss(model, batch, estimator, algo_cfg, actor_cfg)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                metrics["train/grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip).item()
+                opt.step()
+                tracker.log(metrics, step=step)
+                bar.update(1)
+            if step % args.val_every == 0 or step == args.steps:
+                val = validate(model, task, args, run_dir, step, seed)
+                tracker.log(val, step=step)
+                history.append({"step": step, **val})
+                bar.set_postfix_str(f"{run_dir.name} step {step} pass@1 {val['val/pass@1']:.2f}")
+    finally:
+        tracker.finish()
+    return history
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Gradient variance at fixed parameters
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def gradient_variance(
+    model: torch.nn.Module, task: AdditionTask, args: argparse.Namespace, seed: int, bar: Any
+) -> dict[str, dict[str, float]]:
+    """Many independent gradient estimates at the model's current parameters, each from a fresh batch of
+    --gradvar-prompts prompts x n samples. Every estimator is computed on the *same* samples of a draw (one forward,
+    one backward per estimator), so the differences come from the advantages alone.
+
+    Per estimator, with g_j the M draws and g_bar their mean:
+      rel_var  = trace(Cov) / |E g|^2, with |E g|^2 estimated without bias as |g_bar|^2 - trace(Cov)/M
+      cos_mean = mean_j cos(g_j, mean of the other draws)  (leave-one-out, so a draw is not compared with itself)
+    """
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    rng = np.random.default_rng([seed, 4])
+    gen = torch.Generator(device=device).manual_seed(seed + 4)
+    configs = {est: verl_configs(est, args) for est in args.estimators}
+    grads: dict[str, list[torch.Tensor]] = {est: [] for est in args.estimators}
+    for _ in range(args.gradvar_draws):
+        batch = rollout(model, task, task.train_pairs(rng, args.gradvar_prompts), args.n, args.temperature, gen)
+        log_prob = response_log_probs(model, batch.prompt_ids, batch.responses)
+        for i, est in enumerate(args.estimators):
+            loss, _, _ = policy_gradient_loss(model, batch, est, *configs[est], log_prob=log_prob)
+            last = i == len(args.estimators) - 1
+            g = torch.autograd.grad(-loss, params, retain_graph=not last, allow_unused=True)
+            grads[est].append(
+                torch.cat(
+                    [
+                        (x if x is not None else torch.zeros_like(p)).reshape(-1).double()
+                        for x, p in zip(g, params, strict=True)
+                    ]
+                ).cpu()
+            )
+        bar.update(1)
+    out = {}
+    for est, gs in grads.items():
+        G = torch.stack(gs)  # (M, P)
+        m = G.shape[0]
+        mean = G.mean(0)
+        trace_cov = ((G - mean) ** 2).sum().item() / (m - 1)
+        signal = mean.square().sum().item() - trace_cov / m
+        loo_means = (G.sum(0, keepdim=True) - G) / (m - 1)
+        cos = torch.nn.functional.cosine_similarity(G, loo_means, dim=1)
+        out[est] = {
+            "rel_var": trace_cov / signal if signal > 0 else math.inf,
+            "cos_mean": float(torch.nan_to_num(cos).mean()),
+            "mean_norm": mean.norm().item(),
+            "zero_frac": float((G.abs().sum(1) == 0).double().mean()),
+        }
+    if "maxpo" in grads and "pkpo" in grads:  # same expectation (grad max@k); their means should agree
+        a, b = torch.stack(grads["maxpo"]).mean(0), torch.stack(grads["pkpo"]).mean(0)
+        out["maxpo"]["cos_to_pkpo_mean"] = float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Summary
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    se = arr.std(ddof=1) / math.sqrt(len(arr)) if len(arr) > 1 else float("nan")
+    return float(arr.mean()), float(se)
+
+
+def fmt(mean: float, se: float, scale: float = 100.0) -> str:
+    if math.isnan(se):
+        return f"{scale * mean:.1f}"
+    return f"{scale * mean:.1f} ± {scale * se:.1f}"
+
+
+def summarize(
+    args: argparse.Namespace,
+    histories: dict[str, dict[int, list[dict[str, float]]]],
+    gradvar: dict[str, dict[str, dict[str, float]]],
+    warm: dict[str, Any],
+    timings: dict[str, float],
+    command: str,
+) -> tuple[str, dict[str, Any]]:
+    """Markdown summary (final and mean-over-training pass@k per estimator, gradient variance) and its data."""
+    ks = sorted({1, args.k, args.val_n})
+    lines = [
+        "# MaxPO demo summary",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Task: {args.digits}-digit addition, exact-match reward. Policy: 2-layer Llama (random init), warm start "
+        f"{warm['steps']} supervised steps (sampled pass@1 on training prompts {warm['train_pass@1']:.2f}). "
+        f"RL: {args.steps} steps x {args.prompts_per_step} prompts x n={args.n}, AdamW lr={args.lr}, "
+        f"loss_agg_mode={args.loss_agg_mode}, k={args.k}, {args.seeds} seed(s). Validation: {args.val_prompts} "
+        f"held-out prompts x {args.val_n} samples.",
+        "",
+        "## Held-out pass@k in % (mean ± standard error over seeds)",
+        "",
+    ]
+    head = ["estimator", "step 0"] + [f"final pass@{k}" for k in ks] + [f"avg pass@{k} (steps > 0)" for k in ks]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    table: dict[str, Any] = {}
+    for est, by_seed in histories.items():
+        row = {}
+        runs = list(by_seed.values())
+        row["step0_pass@1"] = mean_se([h[0]["val/pass@1"] for h in runs])
+        for k in ks:
+            row[f"final_pass@{k}"] = mean_se([h[-1][f"val/pass@{k}"] for h in runs])
+            row[f"avg_pass@{k}"] = mean_se([float(np.mean([e[f"val/pass@{k}"] for e in h[1:]])) for h in runs])
+        table[est] = row
+        cells = [est, fmt(*row["step0_pass@1"])]
+        cells += [fmt(*row[f"final_pass@{k}"]) for k in ks] + [fmt(*row[f"avg_pass@{k}"]) for k in ks]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        '"avg" is the mean over all validations after step 0 (area under the curve), less noisy than the final '
+        "point. Curves: report.md and the PNGs next to it.",
+        "",
+        "## Gradient variance at fixed parameters",
+        "",
+        f"{args.gradvar_draws} independent gradient estimates per checkpoint, each from {args.gradvar_prompts} "
+        f"prompts x n={args.n}; every estimator on the same samples. rel. variance = trace(Cov)/|E g|^2 "
+        "(lower is better), cos = mean cosine of a draw to the mean of the other draws (higher is better).",
+        "",
+        "| checkpoint | estimator | rel. variance | cos to mean | zero-gradient draws |",
+        "|---|---|---|---|---|",
+    ]
+    for ckpt, per_est in gradvar.items():
+        for est, s in per_est.items():
+            rel = "inf" if math.isinf(s["rel_var"]) else f"{s['rel_var']:.2f}"
+            lines.append(f"| {ckpt} | {est} | {rel} | {s['cos_mean']:.3f} | {100 * s['zero_frac']:.0f}% |")
+    agree = [
+        f"{c}: {s['maxpo']['cos_to_pkpo_mean']:.3f}"
+        for c, s in gradvar.items()
+        if "maxpo" in s and "cos_to_pkpo_mean" in s["maxpo"]
+    ]
+    if agree:
+        lines += [
+            "",
+            "Sanity: cosine between the mean MaxPO and mean PKPO gradients (same expectation, grad "
+            "max@k): " + ", ".join(agree) + ".",
+        ]
+    lines += ["", "Wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()), ""]
+    data = {"table": table, "gradvar": gradvar, "warm_start": warm, "timings_s": timings, "command": command}
+    return "\n".join(lines), data
+
+
+def write_curves_report(out: Path, run_dirs: list[Path], args: argparse.Namespace) -> Path | None:
+    """report.md + PNG curves through the `report` command's logic (mean ± s.e. over seed<N> runs)."""
+    try:
+        from verl_maxpo.report import write_report
+    except ImportError as err:  # the report module ships separately; the demo's own summary still gets written
+        print(f"verl-maxpo demo: skipping report.md/PNGs ({err})", file=sys.stderr)
+        return None
+    write_report(run_dirs, out, ks=sorted({1, args.k, args.val_n}))
+    return out / "report.md"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# main
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the whole A/B; returns 0 on success."""
+    args = parse_args(argv)
+    command = "verl-maxpo demo " + " ".join(sys.argv[1:] if argv is None else argv)
+    import verl  # noqa: F401  (loads the verl.plugins entry point, which registers maxpo and pkpo)
+    from tqdm.auto import tqdm
+    from verl.trainer.ppo import core_algos
+
+    missing = [e for e in args.estimators if e != "grpo" and e not in core_algos.ADV_ESTIMATOR_REGISTRY]
+    if missing:
+        print(f"verl-maxpo demo: unknown estimators {missing}; run `verl-maxpo check`", file=sys.stderr)
+        return 2
+
+    t_start = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    device = torch.device(args.device)
+    out = Path(args.out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    seeds = [args.seed + i for i in range(args.seeds)]
+    checkpoints = 1 + len(args.estimators)
+    total = len(args.estimators) * len(seeds) * args.steps + checkpoints * args.gradvar_draws
+    timings: dict[str, float] = {}
+    try:
+        with tqdm(
+            total=total, desc="verl-maxpo demo", unit="step", disable=args.no_progress, dynamic_ncols=True
+        ) as bar:
+            seed_everything(args.seed)
+            task = AdditionTask(args.digits, args.val_prompts, args.seed)
+            model = build_policy(task, args.seed, device)
+            t0 = time.perf_counter()
+            warm = warm_start(model, task, args, bar)
+            timings["warm start"] = time.perf_counter() - t0
+            warm_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            t0 = time.perf_counter()
+            gradvar = {"warm start": gradient_variance(model, task, args, args.seed, bar)}
+            histories: dict[str, dict[int, list[dict[str, float]]]] = {est: {} for est in args.estimators}
+            run_dirs = []
+            t_rl = 0.0
+            for est in args.estimators:
+                for seed in seeds:
+                    run_dir = out / "runs" / f"{est}_seed{seed}"
+                    t1 = time.perf_counter()
+                    histories[est][seed] = run_rl(model, task, warm_state, est, seed, args, run_dir, bar)
+                    t_rl += time.perf_counter() - t1
+                    run_dirs.append(run_dir)
+                    if seed == seeds[0]:  # the end of each estimator's first run is a gradient-variance checkpoint
+                        gradvar[f"after {args.steps} {est} steps"] = gradient_variance(model, task, args, seed, bar)
+            timings["RL"] = t_rl
+            timings["gradient variance"] = time.perf_counter() - t0 - t_rl
+        t0 = time.perf_counter()
+        report = write_curves_report(out, run_dirs, args)
+        timings["report"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - t_start
+        text, data = summarize(args, histories, gradvar, warm, timings, command)
+        (out / "summary.md").write_text(text)
+        (out / "summary.json").write_text(json.dumps(data, indent=2, default=float) + "\n")
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+    print(text)
+    print(f"\nruns (verl file logs + validation dumps): {out / 'runs'}")
+    if report is not None:
+        print(f"curves report: {report}")
+    print(f"summary: {out / 'summary.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
