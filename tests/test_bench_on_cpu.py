@@ -86,3 +86,13 @@ def test_peak_rss_growth_sees_torch_and_numpy_buffers() -> None:
     assert 30 * mib <= numpy_peak <= 40 * mib
     assert 38 * mib <= temp_peak <= 48 * mib
     assert nothing < 4 * mib
+
+
+def test_large_k_reports_too_small_groups_and_skips_them_in_the_scaling_sweep(capsys: pytest.CaptureFixture) -> None:
+    code = bench.main(["--quick", "--repeats", "1", "--no-memory", "--estimators", "maxpo", "--k", "8", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 1  # an estimator row failed: said in the exit status, the other rows still measured
+    errors = {(r["estimator"], r["n"]): r["error"] for r in result["rows"]}
+    assert "k=8 needs at least 9 samples per group" in errors[("maxpo", 8)]
+    assert errors[("maxpo", 32)] is None and errors[(bench.BASELINE, 8)] is None
+    assert [s["n"] for s in result["scaling"]] == [n for n in bench.QUICK_SCALING_NS if n > 8]

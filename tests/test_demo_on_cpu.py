@@ -194,5 +194,8 @@ def test_held_out_prompts_are_never_trained_on() -> None:
 def test_options_are_checked() -> None:
     with pytest.raises(SystemExit):
         demo.parse_args(["--n", "4", "--k", "4"])
+    with pytest.raises(SystemExit):  # pkpo (in the default estimators) has no k = 1: refused before any work
+        demo.parse_args(["--k", "1"])
+    assert demo.parse_args(["--k", "1", "--estimators", "maxpo,grpo"]).k == 1
     args = demo.parse_args(["--quick", "--steps", "7"])
     assert args.steps == 7 and args.digits == demo.QUICK["digits"] and args.estimators == list(ESTIMATORS)

@@ -125,14 +125,20 @@ def time_estimator(
     del out
     if first > SLOW_CALL_S:
         repeats = min(repeats, max(MIN_REPEATS, int(SLOW_BUDGET_S / first)))
+    times = _time_calls(lambda: fn(**batch, config=config), device, repeats)
+    return statistics.median(times), times
+
+
+def _time_calls(call: Any, device: str, repeats: int) -> list[float]:
+    """Wall time in seconds of each of `repeats` calls, synchronizing the device around each one."""
     times = []
     for _ in range(repeats):
         _sync(device)
         t0 = time.perf_counter()
-        fn(**batch, config=config)
+        call()
         _sync(device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), times
+    return times
 
 
 def _read_status_kib(field: str) -> int:
@@ -244,17 +250,11 @@ def time_scaling(
     from verl_maxpo.estimators import maxpo_advantages
 
     rows = []
-    for n in ns:
+    for n in (n for n in ns if n > k):  # maxpo needs n >= k+1: smaller sizes would raise
         inputs = make_inputs(batch // n, n, 1, device, seed)
         rewards = inputs["token_level_rewards"][:, 0]
         maxpo_advantages(rewards, inputs["index"], k)  # warm-up
-        times = []
-        for _ in range(repeats):
-            _sync(device)
-            t0 = time.perf_counter()
-            maxpo_advantages(rewards, inputs["index"], k)
-            _sync(device)
-            times.append(time.perf_counter() - t0)
+        times = _time_calls(lambda r=rewards, i=inputs["index"]: maxpo_advantages(r, i, k), device, repeats)
         med = statistics.median(times)
         rows.append(
             {

@@ -32,7 +32,6 @@ import os
 import random
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,9 +105,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.set_defaults(**QUICK)
         args = parser.parse_args(argv)
     args.estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
+    if "pkpo" in args.estimators and args.k < 2:
+        parser.error("pkpo needs --k >= 2 (at k = 1 it has no baseline; maxpo at k = 1 is RLOO)")
     if args.n < args.k + 1 or args.val_n < args.k + 1:
         parser.error(f"--n ({args.n}) and --val-n ({args.val_n}) must be at least k+1 = {args.k + 1}")
     return args
+
+
+def val_ks(args: argparse.Namespace) -> list[int]:
+    """The k of the validation metrics: pass@1, pass@k (the estimators' k) and pass@n (every sample)."""
+    return sorted({1, args.k, args.val_n})
 
 
 def seed_everything(seed: int) -> None:
@@ -430,7 +436,7 @@ def validate(
     with contextlib.redirect_stdout(io.StringIO()):  # it prints one line per dump; keep the progress bar clean
         RayPPOTrainer._write_generations(prompts, outputs, gts, batch.scores.tolist(), {}, str(run_dir / "val"), step)
     metrics = {"val/reward_mean": batch.scores.mean().item()}
-    for k in sorted({1, args.k, args.val_n}):
+    for k in val_ks(args):
         metrics[f"val/pass@{k}"] = max_at_k(batch.scores.cpu(), batch.uid, k).mean().item()
     return metrics
 
@@ -574,14 +580,8 @@ def gradient_variance(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def mean_se(values: Sequence[float]) -> tuple[float, float]:
-    arr = np.asarray(values, dtype=np.float64)
-    se = arr.std(ddof=1) / math.sqrt(len(arr)) if len(arr) > 1 else float("nan")
-    return float(arr.mean()), float(se)
-
-
-def fmt(mean: float, se: float, scale: float = 100.0) -> str:
-    if math.isnan(se):
+def fmt(mean: float, se: float | None, scale: float = 100.0) -> str:
+    if se is None:
         return f"{scale * mean:.1f}"
     return f"{scale * mean:.1f} ± {scale * se:.1f}"
 
@@ -595,7 +595,9 @@ def summarize(
     command: str,
 ) -> tuple[str, dict[str, Any]]:
     """Markdown summary (final and mean-over-training pass@k per estimator, gradient variance) and its data."""
-    ks = sorted({1, args.k, args.val_n})
+    from verl_maxpo.report import mean_se
+
+    ks = val_ks(args)
     lines = [
         "# MaxPO demo summary",
         "",
@@ -658,14 +660,11 @@ def summarize(
     return "\n".join(lines), data
 
 
-def write_curves_report(out: Path, run_dirs: list[Path], args: argparse.Namespace) -> Path | None:
+def write_curves_report(out: Path, run_dirs: list[Path], args: argparse.Namespace) -> Path:
     """report.md + PNG curves through the `report` command's logic (mean ± s.e. over seed<N> runs)."""
-    try:
-        from verl_maxpo.report import write_report
-    except ImportError as err:  # the report module ships separately; the demo's own summary still gets written
-        print(f"verl-maxpo demo: skipping report.md/PNGs ({err})", file=sys.stderr)
-        return None
-    write_report(run_dirs, out, ks=sorted({1, args.k, args.val_n}))
+    from verl_maxpo.report import write_report
+
+    write_report(run_dirs, out, ks=val_ks(args))
     return out / "report.md"
 
 
@@ -682,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
     from verl.trainer.ppo import core_algos
 
-    missing = [e for e in args.estimators if e != "grpo" and e not in core_algos.ADV_ESTIMATOR_REGISTRY]
+    missing = [e for e in args.estimators if e not in core_algos.ADV_ESTIMATOR_REGISTRY]
     if missing:
         print(f"verl-maxpo demo: unknown estimators {missing}; run `verl-maxpo check`", file=sys.stderr)
         return 2
@@ -736,8 +735,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.use_deterministic_algorithms(deterministic)
     print(text)
     print(f"\nruns (verl file logs + validation dumps): {out / 'runs'}")
-    if report is not None:
-        print(f"curves report: {report}")
+    print(f"curves report: {report}")
     print(f"summary: {out / 'summary.md'}")
     return 0
 

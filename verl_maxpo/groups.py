@@ -47,17 +47,15 @@ def group_index(group_ids: GroupIds, device: torch.device | str | None = None) -
 def _factorize(arr: np.ndarray) -> np.ndarray:
     """(N,) int64 codes of the labels in sorted-label order.
 
-    verl's uuid strings arrive as an object array; pandas' hash-based factorize (a verl dependency, optional
-    here) is about 5x faster on them than numpy's sort-based unique, which stays as the fallback.
+    verl's uuid strings arrive as an object array; pandas' hash-based factorize is about 5x faster on them than
+    numpy's sort-based unique (pandas is imported here, not at module level, to keep `import verl` light).
     """
     if arr.dtype == object:
-        try:
-            import pandas as pd
+        import pandas as pd
 
+        try:
             # use_na_sentinel=False: a None label is a group of its own, never code -1.
             return np.asarray(pd.factorize(arr, sort=True, use_na_sentinel=False)[0], dtype=np.int64)
-        except ImportError:
-            arr = arr.astype(str)
         except TypeError:  # an unorderable mix of label types: compare their text instead
             arr = np.array([repr(x) for x in arr.tolist()])
     return np.unique(arr, return_inverse=True)[1].reshape(-1).astype(np.int64)

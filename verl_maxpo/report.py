@@ -31,7 +31,7 @@ from verl_maxpo.groups import group_index
 from verl_maxpo.report_data import Problems, RunData, read_run
 from verl_maxpo.report_plots import Curve, plot_grid, plot_metric
 
-__all__ = ["DEFAULT_OUT", "compute_step_metrics", "config_name", "main", "write_report"]
+__all__ = ["DEFAULT_OUT", "compute_step_metrics", "config_name", "main", "mean_se", "write_report"]
 
 DEFAULT_OUT = "maxpo_report"
 METRIC_KINDS = ("max", "pass")
@@ -125,7 +125,8 @@ def _meta_k(run: RunData, problems: Problems) -> int | None:
     return k
 
 
-def _mean_se(values: list[float]) -> tuple[float, float | None]:
+def mean_se(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and standard error (sample std / sqrt(count)); the SE is None for a single value."""
     arr = np.asarray(values, dtype=np.float64)
     se = float(arr.std(ddof=1) / math.sqrt(arr.size)) if arr.size >= 2 else None
     return float(arr.mean()), se
@@ -157,7 +158,7 @@ def _group_steps(members: list[dict[str, Any]], metrics: Sequence[str], problems
         row: dict[str, Any] = {"step": step}
         for m in metrics:
             vals = [b[step].get(m) for b in by_step]
-            mean, se = _mean_se(vals) if all(v is not None for v in vals) else (None, None)
+            mean, se = mean_se(vals) if all(v is not None for v in vals) else (None, None)
             row[m], row[f"{m}_se"] = mean, se
         out.append(row)
     return out

@@ -56,7 +56,6 @@ class RunData:
     dumps: list[StepDump] = field(default_factory=list)
     train_log: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
-    train_log_path: Path | None = None
 
 
 def _is_number(x: Any) -> bool:
@@ -203,7 +202,6 @@ def read_run(run_dir: str | Path, problems: Problems, train_log: str | Path | No
         problems.errors.append(f"{log_path}: training log not found")
     elif log_path.is_file():
         run.train_log = read_train_log(log_path, problems)
-        run.train_log_path = log_path
     files = _step_files(dump_dir)
     if not files:
         problems.errors.append(
