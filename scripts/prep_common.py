@@ -276,3 +276,20 @@ def finish_split(rows: list[dict[str, Any]], report: SplitReport, out_dir: Path)
     write_parquet(rows, path)
     print(f"[{report.split}] wrote {path}", flush=True)
     return 0
+
+
+def convert_splits(
+    args: argparse.Namespace,
+    splits: Iterable[tuple[str, str, str]],
+    convert: Converter,
+    subset: str | None = None,
+    streaming: bool = False,
+) -> int:
+    """Read, convert and write each (split, hub repo, hub split); returns 1 if any split had no usable rows."""
+    out_dir = Path(args.out_dir).expanduser()
+    status = 0
+    for split, repo, hub_split in splits:
+        rows, total, label = source_rows(args, repo, split, hub_split, subset=subset, streaming=streaming)
+        converted, report = convert_rows(rows, convert, split, total, label, args.max_rows)
+        status |= finish_split(converted, report, out_dir)
+    return status

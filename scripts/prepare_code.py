@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from prep_common import BadRow, NotSelected, base_parser, check_args, convert_rows, finish_split, source_rows, verl_row
+from prep_common import BadRow, NotSelected, base_parser, check_args, convert_splits, verl_row
 
 # data_source values verl's default_compute_score sends to its code scorers (prime_code / sandbox_fusion).
 CODE_DATA_SOURCES = ("codecontests", "apps", "taco", "codeforces")
@@ -167,14 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     def convert(row: dict[str, Any], split: str, index: int) -> dict[str, Any]:
         return build(row, split, index, args.max_tests)
 
-    out_dir = Path(args.out_dir).expanduser()
-    status = 0
-    for split, hub_split in splits.items():
-        # Streaming: code_contests ships every reference solution, gigabytes this script never needs at once.
-        rows, total, label = source_rows(args, hub_id, split, hub_split, streaming=True)
-        converted, report = convert_rows(rows, convert, split, total, label, args.max_rows)
-        status |= finish_split(converted, report, out_dir)
-    return status
+    # Streaming: code_contests ships every reference solution, gigabytes this script never needs at once.
+    return convert_splits(args, [(split, hub_id, hub) for split, hub in splits.items()], convert, streaming=True)
 
 
 if __name__ == "__main__":

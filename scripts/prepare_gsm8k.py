@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
-from prep_common import BadRow, base_parser, check_args, convert_rows, finish_split, source_rows, text_field, verl_row
+from prep_common import BadRow, base_parser, check_args, convert_splits, text_field, verl_row
 
 HUB_ID = "openai/gsm8k"
 SUBSET = "main"
@@ -51,13 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0], "~/data/verl-maxpo/gsm8k")
     args = parser.parse_args(argv)
     check_args(args, parser)
-    out_dir = Path(args.out_dir).expanduser()
-    status = 0
-    for split in ("train", "test"):
-        rows, total, label = source_rows(args, HUB_ID, split, split, subset=SUBSET)
-        converted, report = convert_rows(rows, convert, split, total, label, args.max_rows)
-        status |= finish_split(converted, report, out_dir)
-    return status
+    return convert_splits(args, [(split, HUB_ID, split) for split in ("train", "test")], convert, subset=SUBSET)
 
 
 if __name__ == "__main__":

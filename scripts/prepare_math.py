@@ -15,10 +15,9 @@ the last \\boxed{} of a response with the ground truth after normalization.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
-from prep_common import BadRow, base_parser, check_args, convert_rows, finish_split, source_rows, text_field, verl_row
+from prep_common import BadRow, base_parser, check_args, convert_splits, text_field, verl_row
 
 TRAIN_HUB_ID = "DigitalLearningGmbH/MATH-lighteval"
 TEST_HUB_IDS = {"math500": "HuggingFaceH4/MATH-500", "full": "DigitalLearningGmbH/MATH-lighteval"}
@@ -75,13 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     check_args(args, parser)
-    out_dir = Path(args.out_dir).expanduser()
-    status = 0
-    for split, repo in (("train", TRAIN_HUB_ID), ("test", TEST_HUB_IDS[args.test_set])):
-        rows, total, label = source_rows(args, repo, split, split)
-        converted, report = convert_rows(rows, convert, split, total, label, args.max_rows)
-        status |= finish_split(converted, report, out_dir)
-    return status
+    splits = [("train", TRAIN_HUB_ID, "train"), ("test", TEST_HUB_IDS[args.test_set], "test")]
+    return convert_splits(args, splits, convert)
 
 
 if __name__ == "__main__":
