@@ -92,6 +92,13 @@ def _binom_ratio(top: torch.Tensor, choose: int, m: int, c: int) -> torch.Tensor
     return torch.where(valid, tail[top.clamp_min(0).long()] * scale, torch.zeros_like(top))
 
 
+def _require_group_size(counts: torch.Tensor, needed: int, estimator: str, k: int) -> None:
+    """Raise GroupTooSmallError unless every group has at least `needed` samples."""
+    too_small = counts < needed
+    if bool(too_small.any()):
+        raise GroupTooSmallError(estimator, k, int(counts.min()), int(too_small.sum()), counts.numel(), needed)
+
+
 def _rows(values: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
     """values[members] for a (G, n) index matrix, through index_select."""
     return values.index_select(0, members.reshape(-1)).view(members.shape)
@@ -141,10 +148,7 @@ def _grouped_advantage(
     if rewards.numel() == 0:
         return torch.zeros(0, dtype=out_dtype, device=rewards.device)
     inverse, counts = group_index(group_ids, device=rewards.device)
-    needed = k + 1 if estimator == "maxpo" else k
-    too_small = counts < needed
-    if bool(too_small.any()):
-        raise GroupTooSmallError(estimator, k, int(counts.min()), int(too_small.sum()), counts.numel(), needed)
+    _require_group_size(counts, k + 1 if estimator == "maxpo" else k, estimator, k)
 
     r64 = rewards.to(torch.float64)
     adv = torch.empty_like(r64)
@@ -237,9 +241,7 @@ def max_at_k(rewards: torch.Tensor, group_ids: GroupIds, k: int) -> torch.Tensor
     k = validate_k(k, 1)
     _check_rewards(rewards, group_ids)
     inverse, counts = group_index(group_ids, device=rewards.device)
-    if rewards.numel() and bool((counts < k).any()):
-        small = counts < k
-        raise GroupTooSmallError("max@k", k, int(counts.min()), int(small.sum()), counts.numel(), k)
+    _require_group_size(counts, k, "max@k", k)
     r64 = rewards.to(torch.float64)
     out = torch.zeros(counts.numel(), dtype=torch.float64, device=rewards.device)
     for n, groups, members in size_classes(inverse, counts):
