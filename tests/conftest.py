@@ -1,0 +1,98 @@
+"""Fixtures shared by the test modules, above all the bad-input corpus (`test_bad_inputs_*_on_cpu.py`).
+
+Each corpus case asserts one class of outcome:
+  - an exact result (the test checks the value itself),
+  - a refusal: non-zero exit, a message naming what is wrong, and no "Traceback" anywhere in the output,
+  - files left as they were (the test snapshots them before and compares after).
+`run_cli` calls `verl_maxpo.cli.main` in-process (fast: no torch import per case); any exception other than
+SystemExit escapes and fails the test, which is exactly a raw traceback. `run_cmd` runs a subprocess (shell
+launchers, prep scripts) with a hard timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Outcome:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    return exc.code if isinstance(exc.code, int) else 1  # sys.exit("message") exits 1
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Outcome]:
+    """`run_cli("report", str(path), "--k", "0")` -> Outcome of `verl-maxpo report ... --k 0`, in-process."""
+    from verl_maxpo.cli import main
+
+    def run(*args: object) -> Outcome:
+        capsys.readouterr()  # drop anything printed before this call
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:
+            code = _exit_code(exc)
+        captured = capsys.readouterr()
+        return Outcome(int(code), captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def run_cmd() -> Callable[..., Outcome]:
+    """`run_cmd(["bash", "scripts/ab_launch.sh", "code"], env={"DRY_RUN": "1"})` -> Outcome, run from the repo root."""
+
+    def run(argv: Sequence[object], env: dict[str, str] | None = None, cwd: Path | None = None, timeout: int = 120):
+        full_env = {**os.environ, **(env or {})}
+        proc = subprocess.run(
+            [str(a) for a in argv],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            cwd=cwd or REPO,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        return Outcome(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+def assert_refused(outcome: Outcome, *needles: str, code: int | None = None) -> None:
+    """A clean refusal: non-zero exit (or exactly `code`), no traceback, and every needle in the message."""
+    assert outcome.code != 0, f"expected a refusal, got exit 0:\n{outcome.text}"
+    if code is not None:
+        assert outcome.code == code, f"expected exit {code}, got {outcome.code}:\n{outcome.text}"
+    assert "Traceback" not in outcome.text, f"raw traceback:\n{outcome.text}"
+    for needle in needles:
+        assert needle.lower() in outcome.text.lower(), f"message lacks {needle!r}:\n{outcome.text}"
+
+
+@pytest.fixture(name="assert_refused")
+def assert_refused_fixture() -> Callable[..., None]:
+    """The `assert_refused` check as a fixture (test modules cannot import conftest under importlib mode)."""
+    return assert_refused
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable
