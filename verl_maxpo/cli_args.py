@@ -1,0 +1,82 @@
+"""Argument types shared by every `verl-maxpo` sub-command, so each option is checked by the parser before any work.
+
+List-valued options take the same form everywhere: space-separated (`--k 1 4 16`), comma-separated (`--k 1,4,16`)
+or both mixed; declare them with `nargs="+"` and flatten with `flat_ints` / `flat_names` after parsing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Iterable
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type: a plain decimal integer >= minimum ("010", "1e3", "2.0" and booleans are refused)."""
+
+    def parse(text: str) -> int:
+        stripped = text.strip()
+        body = stripped[1:] if stripped[:1] in "+-" else stripped
+        if not body.isdecimal() or (len(body) > 1 and body.startswith("0")) or not body.isascii():
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+        value = int(stripped)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"  # argparse names the type in its messages
+    return parse
+
+
+def float_in(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite float in [low, high] (open ends where asked); NaN and infinities are refused."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if value < low or value > high or (low_open and value == low) or (high_open and value == high):
+            lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+            raise argparse.ArgumentTypeError(f"must be in {lo}{low:g}, {high:g}{hi}, got {value:g}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _parts(values: Iterable[str]) -> list[str]:
+    return [part.strip() for value in values for part in str(value).split(",") if part.strip()]
+
+
+def flat_names(values: Iterable[str], option: str, choices: Iterable[str] | None = None) -> list[str]:
+    """["maxpo,grpo", "pkpo"] -> ["maxpo", "grpo", "pkpo"]; refuses an empty list, duplicates and unknown names."""
+    names = _parts(values)
+    if not names:
+        raise argparse.ArgumentTypeError(f"{option} needs at least one name")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise argparse.ArgumentTypeError(f"{option} lists {', '.join(duplicates)} more than once")
+    if choices is not None:
+        allowed = list(choices)
+        unknown = [n for n in names if n not in allowed]
+        if unknown:
+            known = ", ".join(allowed)
+            raise argparse.ArgumentTypeError(f"{option}: unknown {', '.join(unknown)}; choose from {known}")
+    return names
+
+
+def flat_ints(values: Iterable[str], option: str, minimum: int = 1) -> list[int]:
+    """["1,4", "16"] -> [1, 4, 16] (sorted, de-duplicated); each a whole number >= minimum."""
+    parse = int_at_least(minimum)
+    out = set()
+    for part in _parts(values):
+        try:
+            out.add(parse(part))
+        except argparse.ArgumentTypeError as err:
+            raise argparse.ArgumentTypeError(f"{option}: {err}") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"{option} needs at least one value")
+    return sorted(out)
