@@ -21,9 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-from tqdm import tqdm
+try:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tqdm import tqdm
+except ModuleNotFoundError as _missing:  # the scripts run outside the package, so name the extra here
+    sys.exit(f'error: the prepare_*.py scripts need {_missing.name!r}: pip install "verl-maxpo[data]"')
 
 FILE_SUFFIXES = (".parquet", ".jsonl", ".json")
 EXAMPLES_PER_REASON = 3
@@ -36,6 +39,10 @@ class BadRow(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class SourceError(Exception):
+    """A source file (or hub stream) that cannot be read at all; the message names the file and where it failed."""
 
 
 class NotSelected(Exception):
@@ -55,11 +62,11 @@ class SplitReport:
     not_selected: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
 
-    def add_bad(self, index: int, err: BadRow) -> None:
+    def add_bad(self, where: str, err: BadRow) -> None:
         self.bad[err.reason] += 1
         shown = self.examples.setdefault(err.reason, [])
         if len(shown) < EXAMPLES_PER_REASON:
-            shown.append(f"row {index}: {err.detail}" if err.detail else f"row {index}")
+            shown.append(f"{where}: {err.detail}" if err.detail else where)
 
     def summary(self) -> str:
         lines = [f"[{self.split}] kept {self.kept} rows, skipped {sum(self.bad.values())} malformed"]
@@ -105,7 +112,8 @@ def find_split_files(local_dir: Path, split: str, subset: str | None = None) -> 
 
     Accepts the hub's own layouts (`<subset>/train-00000-of-00001.parquet`, `data/train-*.parquet`, `train.jsonl`)
     and hand-made files (`train.parquet`, `train.jsonl`, `train.json`). The first folder with a match wins, so a
-    sibling subset (gsm8k's `socratic/`) is never mixed in.
+    sibling subset (gsm8k's `socratic/`) is never mixed in. Two copies of one split in one folder (`train.jsonl`
+    beside `train.parquet`, or a single file beside shards) are refused: reading both would count rows twice.
     """
     folders = [local_dir / subset] if subset else []
     folders += [local_dir / "data", local_dir]
@@ -117,49 +125,111 @@ def find_split_files(local_dir: Path, split: str, subset: str | None = None) -> 
             for p in folder.iterdir()
             if p.is_file() and p.suffix in FILE_SUFFIXES and (p.stem == split or p.stem.startswith(f"{split}-"))
         )
+        kinds = {(p.suffix, p.stem == split) for p in found}
+        if len(kinds) > 1:
+            names = ", ".join(p.name for p in found)
+            raise SourceError(f"{folder} holds {split} more than once ({names}); keep one format and remove the rest")
         if found:
             return found
     searched = ", ".join(str(f) for f in folders)
-    raise FileNotFoundError(f"no {split}.parquet/.jsonl/.json (or {split}-*.parquet shards) in: {searched}")
+    raise SourceError(f"no {split}.parquet/.jsonl/.json (or {split}-*.parquet shards) in: {searched}")
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _read_json_list(path: Path) -> list[Any]:
+    """A .json file holding one list of rows; anything else is a SourceError naming the file and line."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise SourceError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        text = data.decode("utf-8-sig")  # a leading byte-order mark (Windows editors) is not part of the JSON
+    except UnicodeDecodeError as err:
+        raise SourceError(f"{path}: line {_line_of(data, err.start)} is not UTF-8 text") from None
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SourceError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+    except RecursionError:
+        raise SourceError(f"{path}: JSON nested too deeply to read") from None
+    except ValueError as err:  # an integer of over 4300 digits
+        raise SourceError(f"{path}: {str(err).split(';')[0]}") from None
+    if not isinstance(rows, list):
+        raise SourceError(f"{path}: expected a JSON list of rows, got a JSON {type(rows).__name__}")
+    return rows
+
+
+def _parquet_file(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as err:
+        raise SourceError(f"{path}: not a readable parquet file ({err})") from None
 
 
 def count_rows(paths: list[Path]) -> int:
+    """Rows in the files, for the progress bar; also the first check that every file can be opened."""
     total = 0
     for path in paths:
         if path.suffix == ".parquet":
-            total += pq.ParquetFile(path).metadata.num_rows
+            total += _parquet_file(path).metadata.num_rows
         elif path.suffix == ".jsonl":
-            with path.open(encoding="utf-8") as fh:
-                total += sum(1 for line in fh if line.strip())
+            try:
+                with path.open("rb") as fh:
+                    total += sum(1 for line in fh if line.strip())
+            except OSError as err:
+                raise SourceError(f"{path}: cannot read ({err.strerror})") from None
         else:
             total += len(_read_json_list(path))
     return total
 
 
-def _read_json_list(path: Path) -> list[Any]:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")
-    return data
+Located = tuple[str, Any]  # (where the row came from, e.g. "train.jsonl:4"; the row or a BadRow)
 
 
-def iter_local_rows(paths: list[Path]) -> Iterator[Any]:
-    """Rows of local files, in order. A jsonl line that is not valid JSON is yielded as a BadRow instance."""
+def _jsonl_rows(path: Path) -> Iterator[Located]:
+    """Rows of a .jsonl file; a line that is not UTF-8 or not JSON becomes a BadRow, so it is counted and skipped."""
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            where = f"{path.name}:{lineno}"
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError:
+                yield where, BadRow("not_utf8", "line is not UTF-8 text")
+                continue
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as err:
+                yield where, BadRow("invalid_json", err.msg)
+            except (ValueError, RecursionError) as err:  # an integer of over 4300 digits, or nesting too deep
+                yield where, BadRow("invalid_json", str(err).split(";")[0] or "nested too deeply")
+
+
+def _parquet_rows(path: Path) -> Iterator[Located]:
+    done = 0
+    try:
+        for batch in _parquet_file(path).iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                yield f"{path.name} row {done}", row
+                done += 1
+    except (OSError, pa.ArrowException) as err:
+        raise SourceError(f"{path}: unreadable after row {done} ({err})") from None
+
+
+def iter_local_rows(paths: list[Path]) -> Iterator[Located]:
+    """(where, row) for every row of local files, in order."""
     for path in paths:
         if path.suffix == ".parquet":
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-                yield from batch.to_pylist()
+            yield from _parquet_rows(path)
         elif path.suffix == ".jsonl":
-            with path.open(encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError as err:
-                        yield BadRow("invalid_json", f"{path.name}:{lineno}: {err.msg}")
+            yield from _jsonl_rows(path)
         else:
-            yield from _read_json_list(path)
+            for index, row in enumerate(_read_json_list(path)):
+                yield f"{path.name} item {index}", row
 
 
 def load_hub_rows(
@@ -169,7 +239,9 @@ def load_hub_rows(
     try:
         import datasets
     except ImportError as err:
-        raise SystemExit(f"loading {repo} from the hub needs `pip install datasets` (or use --local-dir)") from err
+        raise SystemExit(
+            f'loading {repo} from the hub needs `pip install "verl-maxpo[data]"` (or use --local-dir)'
+        ) from err
     try:
         ds = datasets.load_dataset(repo, subset, split=split, streaming=streaming)
     except Exception as err:  # network, auth or name errors all end the same way for the user
@@ -185,18 +257,25 @@ def load_hub_rows(
     return ds, len(ds)
 
 
+def _hub_rows(rows: Iterable, label: str) -> Iterator[Located]:
+    index = -1
+    try:
+        for index, row in enumerate(rows):
+            yield f"row {index}", row
+    except Exception as err:  # a dropped connection or a corrupt cached shard, mid-stream
+        raise SourceError(f"{label}: reading stopped after row {index + 1}: {type(err).__name__}: {err}") from None
+
+
 def source_rows(
     args: argparse.Namespace, repo: str, split: str, hub_split: str, subset: str | None = None, streaming: bool = False
-) -> tuple[Iterable, int | None, str]:
-    """Rows of one split from --local-dir when given, else from the hub; also returns a label for messages."""
+) -> tuple[Iterable[Located], int | None, str]:
+    """(where, row) pairs of one split from --local-dir when given, else from the hub, with a label for messages."""
     if args.local_dir is not None:
-        try:
-            paths = find_split_files(Path(args.local_dir).expanduser(), hub_split, subset)
-        except FileNotFoundError as err:
-            raise SystemExit(f"error: {err}") from None
+        paths = find_split_files(Path(args.local_dir).expanduser(), hub_split, subset)
         return iter_local_rows(paths), count_rows(paths), ", ".join(p.name for p in paths)
     rows, total = load_hub_rows(repo, hub_split, subset, streaming=streaming)
-    return rows, total, f"hf://{repo}" + (f" [{subset}]" if subset else "") + f" {hub_split}"
+    label = f"hf://{repo}" + (f" [{subset}]" if subset else "") + f" {hub_split}"
+    return _hub_rows(rows, label), total, label
 
 
 # ---------------------------------------------------------------------------------------------- converting
@@ -206,13 +285,22 @@ Converter = Callable[[dict[str, Any], str, int], dict[str, Any]]
 
 
 def convert_rows(
-    rows: Iterable[Any], convert: Converter, split: str, total: int | None, label: str, max_rows: int | None = None
+    rows: Iterable[Located],
+    convert: Converter,
+    split: str,
+    total: int | None,
+    label: str,
+    max_rows: int | None = None,
 ) -> tuple[list[dict[str, Any]], SplitReport]:
-    """Convert every row; bad rows are counted by reason (with examples), never dropped silently."""
+    """Convert every row; bad rows are counted by reason (with examples), never dropped silently.
+
+    A row the converter cannot handle for a reason it did not foresee (an exception other than BadRow) is counted
+    as `unexpected` and skipped too: one odd row never costs the whole split.
+    """
     report = SplitReport(split)
     out: list[dict[str, Any]] = []
     bar = tqdm(rows, total=total, desc=f"{split} <- {label}", unit="row", file=sys.stderr, mininterval=1.0)
-    for index, row in enumerate(bar):
+    for index, (where, row) in enumerate(bar):
         if max_rows is not None and report.kept >= max_rows:
             report.capped = True
             break
@@ -224,9 +312,11 @@ def convert_rows(
             out.append(convert(row, split, index))
             report.kept += 1
         except BadRow as err:
-            report.add_bad(index, err)
+            report.add_bad(where, err)
         except NotSelected as err:
             report.not_selected[err.reason] += 1
+        except Exception as err:  # see the docstring
+            report.add_bad(where, BadRow("unexpected", f"{type(err).__name__}: {err}"))
     bar.close()
     return out, report
 
@@ -235,8 +325,11 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
     """Write atomically, so an interrupted run never leaves a plausible-looking partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    tmp.replace(path)
+    try:
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------- command line
@@ -259,21 +352,47 @@ def base_parser(description: str, default_out: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _unwritable(out_dir: Path) -> str | None:
+    """Why `out_dir` cannot receive the output files, or None; checked before any row is read."""
+    probe = out_dir
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a directory" if probe != out_dir else "it exists and is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
+
+
 def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.local_dir is not None and not Path(args.local_dir).expanduser().is_dir():
         parser.error(f"--local-dir {args.local_dir} is not a directory")
     if args.max_rows is not None and args.max_rows < 1:
         parser.error("--max-rows must be at least 1")
+    reason = _unwritable(Path(args.out_dir).expanduser())
+    if reason:
+        parser.error(f"--out-dir {args.out_dir}: {reason}")
 
 
 def finish_split(rows: list[dict[str, Any]], report: SplitReport, out_dir: Path) -> int:
-    """Print the split's report and write it; returns 1 (failure) when nothing usable was left."""
+    """Print the split's report and write it; returns 1 (failure) when nothing usable was left or writing failed.
+
+    A split with no usable rows also removes its file from an earlier run, so the folder never pairs this run's
+    other split with a stale one.
+    """
     print(report.summary(), flush=True)
+    path = out_dir / f"{report.split}.parquet"
     if not rows:
         print(f"error: no usable {report.split} rows; nothing written", file=sys.stderr)
+        if path.is_file():
+            path.unlink()
+            print(f"error: removed {path} from an earlier run, so it is not mistaken for this one", file=sys.stderr)
         return 1
-    path = out_dir / f"{report.split}.parquet"
-    write_parquet(rows, path)
+    try:
+        write_parquet(rows, path)
+    except (OSError, pa.ArrowException) as err:
+        print(f"error: could not write {path}: {err}", file=sys.stderr)
+        return 1
     print(f"[{report.split}] wrote {path}", flush=True)
     return 0
 
@@ -285,11 +404,21 @@ def convert_splits(
     subset: str | None = None,
     streaming: bool = False,
 ) -> int:
-    """Read, convert and write each (split, hub repo, hub split); returns 1 if any split had no usable rows."""
+    """Read and convert every (split, hub repo, hub split), then write them; returns 1 if any split failed.
+
+    All splits are read before anything is written: a source that cannot be read at all (a corrupt parquet, a
+    .json that is not a list) stops the run with the files of an earlier run left exactly as they were.
+    """
     out_dir = Path(args.out_dir).expanduser()
+    converted = []
+    try:
+        for split, repo, hub_split in splits:
+            rows, total, label = source_rows(args, repo, split, hub_split, subset=subset, streaming=streaming)
+            converted.append(convert_rows(rows, convert, split, total, label, args.max_rows))
+    except SourceError as err:
+        print(f"error: {err}\nnothing written", file=sys.stderr)
+        return 1
     status = 0
-    for split, repo, hub_split in splits:
-        rows, total, label = source_rows(args, repo, split, hub_split, subset=subset, streaming=streaming)
-        converted, report = convert_rows(rows, convert, split, total, label, args.max_rows)
-        status |= finish_split(converted, report, out_dir)
+    for rows, report in converted:
+        status |= finish_split(rows, report, out_dir)
     return status

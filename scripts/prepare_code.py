@@ -87,7 +87,10 @@ def code_contests_row(row: dict[str, Any], split: str, index: int, max_tests: in
     description = row.get("description")
     if not isinstance(description, str) or not description.strip():
         raise BadRow("missing_description")
-    if (row.get("input_file") or "").strip() or (row.get("output_file") or "").strip():
+    named = [row.get(key) for key in ("input_file", "output_file")]
+    if not all(v is None or isinstance(v, str) for v in named):
+        raise BadRow("malformed_row", "input_file/output_file is not a string")
+    if any(v and v.strip() for v in named):
         raise NotSelected("reads or writes named files, not stdin/stdout")
     inputs: list[str] = []
     outputs: list[str] = []
@@ -116,7 +119,9 @@ def eurus_row(row: dict[str, Any], split: str, index: int, max_tests: int) -> di
     if source not in CODE_DATA_SOURCES:
         raise BadRow("unscored_data_source", f"{source!r} is not routed to a code scorer by verl")
     messages = row.get("prompt")
-    users = [m.get("content") for m in messages or [] if isinstance(m, dict) and m.get("role") == "user"]
+    if not isinstance(messages, list):
+        raise BadRow("missing_prompt", f"prompt is {type(messages).__name__}, not a list of messages")
+    users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     if not users or not isinstance(users[-1], str) or not users[-1].strip():
         raise BadRow("missing_prompt", "no user message")
     reward = row.get("reward_model")
@@ -133,6 +138,8 @@ def eurus_row(row: dict[str, Any], split: str, index: int, max_tests: int) -> di
     if not inputs:
         raise BadRow("no_tests")
     fn_name = tests.get("fn_name")
+    if fn_name not in (None, "") and not (isinstance(fn_name, str) and fn_name.isidentifier()):
+        raise BadRow("malformed_tests", f"fn_name {str(fn_name)[:40]!r} is not a function name")
     pairs = list(zip(inputs, outputs, strict=True))[:max_tests]
     if fn_name:
         pairs = [_call_based_case(i, o) for i, o in pairs]
