@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from verl_maxpo.extras import EXIT_MISSING_EXTRA, missing_for_command, missing_module_message
+
 # sub-command -> (module, one-line help). Each module exposes `main(argv: list[str] | None) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("verl_maxpo.check", "check that verl finds the `maxpo` and `pkpo` estimators"),
@@ -36,8 +38,19 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"verl-maxpo: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    # An optional package of the command's extra is missing: say which extra to install, before any work.
+    if not {"-h", "--help"} & set(rest) and (message := missing_for_command(name)):
+        print(message, file=sys.stderr)
+        return EXIT_MISSING_EXTRA
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+        return int(module.main(rest) or 0)
+    except ModuleNotFoundError as err:
+        message = missing_module_message(name, err)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return EXIT_MISSING_EXTRA
 
 
 if __name__ == "__main__":
