@@ -158,7 +158,8 @@ def _read_json_list(path: Path) -> list[Any]:
     except ValueError as err:  # an integer of over 4300 digits
         raise SourceError(f"{path}: {str(err).split(';')[0]}") from None
     if not isinstance(rows, list):
-        raise SourceError(f"{path}: expected a JSON list of rows, got a JSON {type(rows).__name__}")
+        kind = {dict: "object", str: "string", bool: "boolean", type(None): "null"}.get(type(rows), "number")
+        raise SourceError(f"{path}: expected a JSON list of rows, got a JSON {kind}")
     return rows
 
 

@@ -54,6 +54,7 @@ def run_blocked(blocked: list[str], code: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_estimators_import_neither_verl_nor_plotting():
     mods = loaded_modules("import verl_maxpo.estimators")
     assert "verl_maxpo.estimators" in mods and "torch" in mods
@@ -78,6 +79,7 @@ def test_verl_loading_the_plugin_pulls_in_no_demo_or_report_code():
     assert not {m for m in added if m.split(".")[0] in OPTIONAL_PACKAGES}, "the plugin adds an optional package"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("blocked", "argv", "extra"),
     [
@@ -95,6 +97,7 @@ def test_a_command_without_its_extra_names_the_extra(blocked, argv, extra):
     assert proc.stdout == ""  # stopped before any work
 
 
+@pytest.mark.slow
 def test_a_prep_script_without_the_data_extra_names_it(tmp_path):
     code = f"import runpy\nsys.argv = ['prepare_gsm8k.py', '--out-dir', {str(tmp_path / 'out')!r}]\n"
     code += f"sys.path.insert(0, {str(ROOT / 'scripts')!r})\nrunpy.run_path({str(ROOT / 'scripts/prepare_gsm8k.py')!r})"
