@@ -212,6 +212,20 @@ CASES: dict[str, Case] = {
         args=("--max-tests", "0"),
         code=2,
     ),
+    "max_tests_not_a_number": Case(
+        "prepare_code.py",
+        {"train.jsonl": jsonl(C), "test.jsonl": jsonl(C)},
+        "refused",
+        ("--max-tests",),
+        args=("--max-tests", "1e3"),
+        code=2,
+    ),
+    "eurus_validation_missing": Case(
+        "prepare_code.py", {"train.jsonl": jsonl(E)}, "refused", ("no validation",), args=("--source", "eurus")
+    ),
+    "math_test_split_not_a_list": Case(
+        "prepare_math.py", {"train.jsonl": jsonl(M), "test.json": b'{"rows": []}'}, "refused", ("test.json", "list")
+    ),
     "unknown_source": Case(
         "prepare_code.py", {"train.jsonl": jsonl(C)}, "refused", ("--source",), args=("--source", "apps"), code=2
     ),
