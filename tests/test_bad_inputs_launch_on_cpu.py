@@ -26,6 +26,7 @@ SANDBOX = {"SANDBOX_URL": "http://sandbox:8080/run_code"}
 DROP = ("K", "N", "VAL_N", "SEED", "NGPUS", "NNODES", "ARMS", "RUN_ARMS", "SANDBOX_URL", "ALLOW_LOCAL_CODE_EXEC")
 
 # (case id, script, arguments, environment, words the refusal must contain)
+# fmt: off
 REFUSALS = [
     # launcher numbers: plain decimal integers only (bash reads 08 as bad octal, 010 as 8; Hydra reads "010" as text)
     ("K-octal-08", MATH, ["gsm8k_maxpo"], {"K": "08"}, ["K must be a plain decimal integer", "'08'"]),
@@ -62,12 +63,14 @@ REFUSALS = [
     ("ab-pkpo_loo-N-equals-K", AB, ["gsm8k"], {"ARMS": "pkpo_loo", "N": "4", "K": "4"}, ["pkpo_loo needs N >= K + 1"]),
     ("grpo-N-one", MATH, ["gsm8k_grpo"], {"N": "1"}, ["N must be at least 2"]),
     # code execution: never local unless asked for
-    ("code-no-sandbox", CODE, ["code_maxpo"], {}, ["SANDBOX_URL is not set", "SandboxFusion", "ALLOW_LOCAL_CODE_EXEC=1"]),
+    ("code-no-sandbox", CODE, ["code_maxpo"], {},
+     ["SANDBOX_URL is not set", "SandboxFusion", "docker run", "ALLOW_LOCAL_CODE_EXEC=1"]),
     ("code-grpo-no-sandbox", CODE, ["code_grpo"], {}, ["SANDBOX_URL is not set"]),
     ("code-pkpo-no-sandbox", CODE, ["code_pkpo"], {}, ["SANDBOX_URL is not set"]),
     ("ab-code-no-sandbox", AB, ["code"], {}, ["SANDBOX_URL is not set"]),
     ("code-empty-sandbox", CODE, ["code_maxpo"], {"SANDBOX_URL": ""}, ["SANDBOX_URL is not set"]),
-    ("code-allow-yes", CODE, ["code_maxpo"], {"ALLOW_LOCAL_CODE_EXEC": "yes"}, ["ALLOW_LOCAL_CODE_EXEC must be 0 or 1"]),
+    ("code-allow-yes", CODE, ["code_maxpo"], {"ALLOW_LOCAL_CODE_EXEC": "yes"},
+     ["ALLOW_LOCAL_CODE_EXEC must be 0 or 1"]),
     ("code-allow-zero", CODE, ["code_maxpo"], {"ALLOW_LOCAL_CODE_EXEC": "0"}, ["SANDBOX_URL is not set"]),
     ("code-sandbox-no-scheme", CODE, ["code_maxpo"], {"SANDBOX_URL": "sandbox:8080"}, ["must be an http(s) URL"]),
     ("code-sandbox-ftp", CODE, ["code_maxpo"], {"SANDBOX_URL": "ftp://sandbox/run"}, ["must be an http(s) URL"]),
@@ -80,7 +83,8 @@ REFUSALS = [
      ["set SANDBOX_URL (or ALLOW_LOCAL_CODE_EXEC=1)"]),
     ("math-url-override", MATH, ["gsm8k_maxpo", "+reward.sandbox_fusion.url=http://x"], {}, ["set SANDBOX_URL"]),
     # A/B arms
-    ("ab-estimator-override", AB, ["gsm8k", "algorithm.adv_estimator=grpo"], {}, ["estimator of each arm comes from ARMS"]),
+    ("ab-estimator-override", AB, ["gsm8k", "algorithm.adv_estimator=grpo"], {},
+     ["estimator of each arm comes from ARMS"]),
     ("ab-estimator-override-plus", AB, ["gsm8k", "+algorithm.adv_estimator=pkpo"], {}, ["comes from ARMS"]),
     ("ab-estimator-override-pp", AB, ["math", "++algorithm.adv_estimator=rloo"], {}, ["comes from ARMS"]),
     ("ab-unknown-arm", AB, ["gsm8k"], {"ARMS": "maxpo ppo"}, ["unknown arm 'ppo'", "maxpo pkpo pkpo_loo grpo"]),
@@ -103,6 +107,7 @@ REFUSALS = [
     ("out-dir-space", MATH, ["gsm8k_maxpo"], {"OUT_DIR": "/tmp/a b"}, ["cannot carry unquoted"]),
     ("model-equals", MATH, ["gsm8k_maxpo"], {"MODEL_PATH": "a=b"}, ["cannot carry unquoted"]),
 ]
+# fmt: on
 
 
 def run(run_cmd, script: Path, args: list[str], env: dict[str, str]):

@@ -274,3 +274,28 @@ def test_ab_one_arm_per_node_set_still_names_both(tmp_path, fake_python):
     (call,) = (tmp_path / "calls.log").read_text().splitlines()
     assert "--config-name gsm8k_grpo" in call and not (tmp_path / "out" / "gsm8k_maxpo_k4_seed1").exists()
     assert f"{tmp_path}/out/gsm8k_maxpo_k4_seed1 {tmp_path}/out/gsm8k_grpo_seed1" in proc.stdout
+
+
+def test_ab_arms_each_get_a_folder_named_after_their_estimator(tmp_path):
+    settings = dry_settings(tmp_path)
+    proc = launch(AB, "gsm8k", "trainer.total_epochs=1", ARMS="maxpo pkpo pkpo_loo grpo", **settings)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert [line for line in lines if line.startswith("===")] == [
+        "=== gsm8k_maxpo ===",
+        "=== gsm8k_pkpo ===",
+        "=== gsm8k_pkpo_loo ===",
+        "=== gsm8k_grpo ===",
+    ]
+    commands = [shlex.split(line) for line in lines if line.startswith("VERL_FILE_LOGGER_PATH=")]
+    names = ["gsm8k_maxpo_k8_seed3", "gsm8k_pkpo_k8_seed3", "gsm8k_pkpo_loo_k8_seed3", "gsm8k_grpo_seed3"]
+    configs = ["gsm8k_maxpo", "gsm8k_pkpo", "gsm8k_pkpo", "gsm8k_grpo"]
+    out = tmp_path / "out"
+    for argv, name, config in zip(commands, names, configs, strict=True):
+        assert argv[argv.index("--config-name") + 1] == config
+        assert f"trainer.experiment_name={name}" in argv and f"trainer.validation_data_dir={out}/{name}/val" in argv
+        assert "seed=3" in argv and f"data.train_files={tmp_path}/data/gsm8k/train.parquet" in argv
+        assert argv[-1] == "trainer.total_epochs=1"
+    assert "algorithm.adv_estimator=pkpo_loo" in commands[2]
+    assert not any("adv_estimator" in a for i in (0, 1, 3) for a in commands[i])
+    assert lines[-1] == "verl-maxpo report " + " ".join(f"{out}/{n}" for n in names) + f" --out {out}/report"
