@@ -104,6 +104,7 @@ verl_maxpo_launch() {
   [[ $config =~ ^[A-Za-z0-9_]+$ && -f $recipe_dir/$config.yaml && $config != *_common ]] ||
     _vm_die "no recipe '$config' in $recipe_dir; recipes: $available"
 
+  [[ $VM_ROOT != *[\'\\]* ]] || _vm_die "the repository path $VM_ROOT contains a quote or backslash; move it"
   local var
   for var in NGPUS NNODES K N VAL_N SEED; do
     _vm_check_int "$var" "${!var}"
@@ -167,6 +168,8 @@ verl_maxpo_launch() {
   local cmd=(
     "$PYTHON" -m verl.trainer.main_ppo
     --config-path "$recipe_dir" --config-name "$config"
+    # The recipes find recipes/shared (the A/B base) relative to the repository root; this works from anywhere.
+    "hydra.searchpath=['pkg://verl.trainer.config','file://$VM_ROOT/recipes/shared']"
     "data.train_files=$train_file"
     "data.val_files=$val_file"
     "actor_rollout_ref.model.path=$MODEL_PATH"

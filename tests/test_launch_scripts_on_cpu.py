@@ -87,6 +87,7 @@ def test_dry_run_prints_the_exact_command_and_verl_accepts_it(tmp_path):
         str(ROOT / "recipes" / "math"),
         "--config-name",
         "gsm8k_maxpo",
+        f"hydra.searchpath=['pkg://verl.trainer.config','file://{ROOT}/recipes/shared']",
         f"data.train_files={tmp_path}/data/gsm8k/train.parquet",
         f"data.val_files={tmp_path}/data/gsm8k/test.parquet",
         "actor_rollout_ref.model.path=/models/tiny",
@@ -108,7 +109,10 @@ def test_dry_run_prints_the_exact_command_and_verl_accepts_it(tmp_path):
 
     # The printed command, run for real with --cfg job: verl composes it and every value lands where it should.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", argv[0].split("=", 1)[0]: argv[0].split("=", 1)[1]}
-    composed = subprocess.run([*argv[1:], "--cfg", "job"], capture_output=True, text=True, env=env, timeout=240)
+    # From another working directory: the launcher's absolute searchpath finds recipes/shared from anywhere.
+    composed = subprocess.run(
+        [*argv[1:], "--cfg", "job"], capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path
+    )
     assert composed.returncode == 0, composed.stderr[-3000:]
     cfg = OmegaConf.create(composed.stdout)
     OmegaConf.resolve(cfg)

@@ -71,6 +71,15 @@ def header_command(name: str) -> list[str]:
     return [sys.executable, *argv[1:]]
 
 
+VERL_BASE = "verl:ppo_trainer"  # verl's own trainer config, composed alone: what the snapshot is relative to
+SNAPSHOT = ROOT / "tests" / "fixtures" / "recipes_composed_90971f9.json"
+
+
+def verl_config_dir() -> Path:
+    spec = importlib.util.find_spec("verl")  # without importing verl (Ray, torch)
+    return Path(list(spec.submodule_search_locations)[0]) / "trainer" / "config"
+
+
 # Runs verl's Hydra entry point (the `main` that `python -m verl.trainer.main_ppo` calls) once per argv in one
 # process: composing is ~0.3 s, importing verl is ~5 s, so one interpreter for all recipes keeps this test fast.
 COMPOSE_DRIVER = """
@@ -95,6 +104,7 @@ def composed() -> dict[str, DictConfig]:
         argv = header_command(name)
         assert argv[1:3] == ["-m", "verl.trainer.main_ppo"]
         argvs[name] = [*argv[3:], "--cfg", "job"]
+    argvs[VERL_BASE] = ["--config-path", str(verl_config_dir()), "--config-name", "ppo_trainer", "--cfg", "job"]
     proc = subprocess.run(
         [sys.executable, "-c", COMPOSE_DRIVER, json.dumps(argvs)],
         cwd=ROOT,
@@ -299,3 +309,17 @@ def test_grpo_twin_differs_only_in_the_estimator(composed, maxpo, grpo):
     assert "trainer.experiment_name" in naming_diff and "trainer.validation_data_dir" in naming_diff
     for key in naming_diff:
         assert isinstance(a.get(key), str) and a[key].replace(run_a, run_b) == b.get(key), key
+
+
+@pytest.mark.parametrize("name", sorted(json.loads(SNAPSHOT.read_text())["recipes"]))
+def test_recipes_compose_exactly_as_before_the_shared_base(composed, name):
+    """Each recipe as composed at commit 90971f9 (before recipes/shared/ab_base.yaml), stored as its differences
+    from verl's ppo_trainer; composing ppo_trainer now and applying them must give today's config, key for key."""
+    snapshot = json.loads(SNAPSHOT.read_text())["recipes"][name]
+    verl_base = flatten(OmegaConf.to_container(composed[VERL_BASE], resolve=True))
+    expected = {k: v for k, v in verl_base.items() if k not in snapshot["removed"]} | snapshot["set"]
+    actual = flatten(OmegaConf.to_container(composed[name], resolve=True))
+    absent = "<absent>"
+    changed = sorted(k for k in expected.keys() | actual.keys() if expected.get(k, absent) != actual.get(k, absent))
+    assert not changed, [(k, expected.get(k, absent), actual.get(k, absent)) for k in changed]
+    assert len(snapshot["set"]) > 40 and actual["algorithm.adv_estimator"] == name.rsplit("_", 1)[1]
