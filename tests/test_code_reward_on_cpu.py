@@ -91,3 +91,9 @@ def test_other_data_sources_go_to_verls_default_scorer():
 @pytest.mark.parametrize("stdout", ["", "noise\n", "VERL_MAXPO_CODE_SCORE nan\n", "VERL_MAXPO_CODE_SCORE 7\n"])
 def test_a_child_without_a_valid_score_scores_zero(stdout):
     assert code_reward._parse_score(stdout) == 0.0
+
+
+def test_tests_given_as_numpy_arrays_are_accepted():
+    np = pytest.importorskip("numpy")
+    tests = {"inputs": np.array(["1 2\n", "3 4\n"], dtype=object), "outputs": np.array(["3\n", "7\n"], dtype=object)}
+    assert code_reward.compute_score("codecontests", program(SUM), tests) == 1.0

@@ -77,7 +77,7 @@ def compute_score(
 
 def score_guarded(solution_str: str, ground_truth: Any, limits: dict[str, int], wall_seconds: float) -> float:
     """Run prime_code on one response in a limited child process; 0.0 when the child fails or runs out of time."""
-    request = json.dumps({"solution": solution_str, "tests": ground_truth, "limits": limits})
+    request = json.dumps({"solution": solution_str, "tests": ground_truth, "limits": limits}, default=_jsonable)
     with tempfile.TemporaryDirectory(prefix="verl-maxpo-code-") as workdir:
         proc = subprocess.Popen(
             [sys.executable, "-I", os.path.abspath(__file__)],
@@ -100,6 +100,13 @@ def score_guarded(solution_str: str, ground_truth: Any, limits: dict[str, int], 
                 pass
             proc.wait()
     return _parse_score(out.decode("utf-8", errors="replace"))
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy arrays and scalars (parquet rows read by verl) as plain lists and numbers."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot send {type(value).__name__} to the scoring child")
 
 
 def _parse_score(stdout: str) -> float:

@@ -39,8 +39,10 @@ source "$HERE/../launch_lib.sh"
 VM_CODE_EXEC=1
 VM_EXTRA_OVERRIDES=()
 if [[ -n $SANDBOX_URL ]]; then
-  [[ $SANDBOX_URL =~ ^https?://([^/@[:space:]]+@)?[A-Za-z0-9._-]+(:[0-9]+)?(/[A-Za-z0-9._/%+~-]*)?$ ]] ||
-    _vm_die "SANDBOX_URL must be an http(s) URL like http://host:8080/run_code, got '$(_vm_redact_url "$SANDBOX_URL")'"
+  # Hydra must carry it unquoted: user:password may hold letters, digits and . _ ~ % + - (percent-encode the rest).
+  [[ $SANDBOX_URL =~ ^https?://([A-Za-z0-9._~%+:-]+@)?[A-Za-z0-9._-]+(:[0-9]+)?(/[A-Za-z0-9._/%+~-]*)?$ ]] ||
+    _vm_die "SANDBOX_URL must be an http(s) URL like http://host:8080/run_code (percent-encode other characters" \
+      "of a user:password part), got '$(_vm_redact_url "$SANDBOX_URL")'"
   VM_EXTRA_OVERRIDES+=("reward.sandbox_fusion.url=$SANDBOX_URL")
   VM_CODE_EXEC_MODE=sandbox
 elif [[ $ALLOW_LOCAL_CODE_EXEC == 1 ]]; then
