@@ -2,12 +2,17 @@
 
 Each case runs a small program through the guarded scorer and checks its score: correct / partly correct /
 wrong programs score 1 / 0.5 / 0 as under verl's prime_code; a program that reads secrets from the environment
-sees none; one that allocates 4 GiB, or writes a file over the size limit, fails (score 0).
+sees none; one that allocates 4 GiB, or writes a file over the size limit, fails (score 0); a process it starts
+is killed with it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +102,29 @@ def test_tests_given_as_numpy_arrays_are_accepted():
     np = pytest.importorskip("numpy")
     tests = {"inputs": np.array(["1 2\n", "3 4\n"], dtype=object), "outputs": np.array(["3\n", "7\n"], dtype=object)}
     assert code_reward.compute_score("codecontests", program(SUM), tests) == 1.0
+
+
+def _processes_with(marker: bytes) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker in cmdline:
+                found.append(int(entry))
+    return found
+
+
+def test_a_process_the_program_starts_does_not_outlive_the_scorer():
+    """posix_spawn gets past prime_code's nulled os.fork / subprocess; the guard kills the child's process group."""
+    marker = f"{os.getpid()}.25"  # a sleep length unique to this test run
+    body = f"import os\nos.posix_spawn('/bin/sleep', ['sleep', '{marker}'], {{}})\n" + SUM
+    try:
+        assert code_reward.compute_score("codecontests", program(body), TESTS) == 1.0
+        time.sleep(0.3)
+        assert _processes_with(marker.encode()) == []
+    finally:
+        for pid in _processes_with(marker.encode()):
+            os.kill(pid, signal.SIGKILL)

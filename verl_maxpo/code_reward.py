@@ -79,27 +79,51 @@ def score_guarded(solution_str: str, ground_truth: Any, limits: dict[str, int], 
     """Run prime_code on one response in a limited child process; 0.0 when the child fails or runs out of time."""
     request = json.dumps({"solution": solution_str, "tests": ground_truth, "limits": limits}, default=_jsonable)
     with tempfile.TemporaryDirectory(prefix="verl-maxpo-code-") as workdir:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", os.path.abspath(__file__)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            cwd=workdir,
-            env=child_env(workdir),
-            start_new_session=True,  # its own process group: killed as a whole below
-            close_fds=True,
-        )
+        request_path = os.path.join(workdir, "request.json")  # the child reads and deletes it before any model code
+        with open(request_path, "w", encoding="utf-8") as f:
+            f.write(request)
+        # The score comes back on a pipe of its own, not stdout: processes the program starts inherit stdout and
+        # could hold it open (or write to it); the child keeps its end close-on-exec.
+        read_fd, write_fd = os.pipe()
         try:
-            out, _ = proc.communicate(request.encode(), timeout=wall_seconds)
+            proc = subprocess.Popen(
+                [sys.executable, "-I", os.path.abspath(__file__), request_path, str(write_fd)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=workdir,
+                env=child_env(workdir),
+                start_new_session=True,  # its own process group: killed as a whole below
+                pass_fds=(write_fd,),
+            )
+        finally:
+            os.close(write_fd)
+        try:
+            proc.wait(timeout=wall_seconds)
         except subprocess.TimeoutExpired:
-            out = b""
+            pass
         finally:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)  # the child and anything it started in its group
             except (ProcessLookupError, PermissionError):
                 pass
             proc.wait()
-    return _parse_score(out.decode("utf-8", errors="replace"))
+        reply = _read_ready(read_fd)
+    return _parse_score(reply)
+
+
+def _read_ready(fd: int) -> str:
+    """What is in the pipe now (the child has exited), without waiting for writers that escaped the group."""
+    os.set_blocking(fd, False)
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", errors="replace")
 
 
 def _jsonable(value: Any) -> Any:
@@ -120,7 +144,7 @@ def _parse_score(stdout: str) -> float:
     return 0.0
 
 
-# ---- child side (runs as `python -I code_reward.py`, request on stdin) --------------------------------------------
+# ---- child side (runs as `python -I code_reward.py REQUEST_JSON REPLY_FD`) ----------------------------------------
 
 
 def _user_process_count() -> int:
@@ -166,16 +190,20 @@ def _load_prime_code() -> Any:
     return importlib.import_module("verl.utils.reward_score.prime_code")
 
 
-def _child_main() -> int:
-    request = json.loads(sys.stdin.read())
+def _child_main(request_path: str, reply_fd: str) -> int:
+    reply = os.dup(int(reply_fd))  # os.dup: not inherited by exec'd programs
+    os.close(int(reply_fd))
+    with open(request_path, encoding="utf-8") as f:
+        request = json.load(f)
+    os.unlink(request_path)
     _apply_limits(request["limits"])
     prime_code = _load_prime_code()
     result = prime_code.compute_score(request["solution"], request["tests"], continuous=True)
     score = result[0] if isinstance(result, tuple | list) else result
-    sys.stdout.write(f"\n{SCORE_MARKER}{json.dumps(float(score))}\n")
-    sys.stdout.flush()
+    os.write(reply, f"{SCORE_MARKER}{json.dumps(float(score))}\n".encode())
+    os.close(reply)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(_child_main())
+    sys.exit(_child_main(*sys.argv[1:3]))
