@@ -123,6 +123,9 @@ verl_maxpo_launch() {
     key=${arg%%=*}
     key=${key#++}
     key=${key#+}
+    key=${key#\~} # deletion: ~key
+    [[ $key != hydra.searchpath ]] ||
+      _vm_die "the launcher sets hydra.searchpath (recipes/shared must stay on it); drop the '$key' override"
     if owner=$(_vm_managed_key "$key"); then
       _vm_die "set $owner in the environment instead of overriding '$key' (it names the run and its meta.json)"
     fi

@@ -105,6 +105,8 @@ REFUSALS = [
     ("no-recipe", CODE, [], SANDBOX, ["recipes: code_grpo code_maxpo code_pkpo"]),
     ("managed-K", MATH, ["gsm8k_maxpo", "algorithm.maxpo.k=8"], {}, ["set K in the environment"]),
     ("managed-seed", MATH, ["gsm8k_maxpo", "seed=2"], {}, ["set SEED in the environment"]),
+    ("managed-delete-seed", MATH, ["gsm8k_maxpo", "~seed"], {}, ["set SEED in the environment"]),
+    ("managed-searchpath", MATH, ["gsm8k_maxpo", "hydra.searchpath=[pkg://x]"], {}, ["sets hydra.searchpath"]),
     ("managed-model", MATH, ["gsm8k_maxpo", "actor_rollout_ref.model.path=/m"], {}, ["set MODEL_PATH"]),
     ("pkpo-on-grpo-recipe", MATH, ["gsm8k_grpo", "algorithm.adv_estimator=pkpo_loo"], {}, ["does not declare"]),
     ("out-dir-space", MATH, ["gsm8k_maxpo"], {"OUT_DIR": "/tmp/a b"}, ["cannot carry unquoted"]),
