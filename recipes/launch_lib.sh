@@ -6,8 +6,14 @@
 #   $OUT_DIR/<run_name>/console.log        stdout + stderr of the run
 # run_name: <task>_<estimator>[_k<K>]_seed<SEED>, e.g. gsm8k_maxpo_k4_seed1, gsm8k_grpo_seed1.
 #
+# A run folder belongs to one set of settings: meta.json is written by `python -m verl_maxpo.run_folder claim`,
+# which accepts the folder again for identical settings (a resume) and refuses it when they differ (N, VAL_N, K,
+# MODEL_PATH, data files, extra overrides), so two runs never mix. console.log is appended to, never truncated.
+#
 # Modes (environment): DRY_RUN=1 prints the command and touches nothing; VERL_MAXPO_PRINT_RUN_DIR=1 prints only
-# the run folder (scripts/ab_launch.sh uses it to name both arms before starting either).
+# the run folder (scripts/ab_launch.sh uses it to name every arm before starting any).
+
+VM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 _vm_die() {
   echo "error: $*" >&2
@@ -20,6 +26,36 @@ _vm_check_path() {
   [[ -n $value ]] || _vm_die "$name is empty"
   [[ $value =~ ^[A-Za-z0-9._/~+:@%-]+$ ]] ||
     _vm_die "$name='$value' has characters a Hydra override cannot carry unquoted (spaces, = , [ ] { } quotes)"
+}
+
+# A launcher number must be a plain decimal integer: bash reads a leading zero as octal (08 is an error, 010 is 8)
+# and Hydra reads it as a string. Nine digits at most keeps bash arithmetic far from overflow.
+_vm_check_int() {
+  local name=$1 value=$2
+  [[ $value =~ ^(0|[1-9][0-9]{0,8})$ ]] ||
+    _vm_die "$name must be a plain decimal integer (digits only, no sign, no leading zero, at most 9 digits), got '$value'"
+}
+
+# SANDBOX_URL with its user:password@ part masked, for everything this launcher prints or writes.
+_vm_redact_url() {
+  local url=$1
+  if [[ $url =~ ^([A-Za-z]+://)[^/@]*@(.*)$ ]]; then
+    echo "${BASH_REMATCH[1]}***@${BASH_REMATCH[2]}"
+  else
+    echo "$url"
+  fi
+}
+
+# Copies stdin to stdout with every occurrence of $1 (a credential) replaced by ***; cat when $1 is empty.
+_vm_redact_stream() {
+  local secret=$1 line
+  if [[ -z $secret ]]; then
+    cat
+    return
+  fi
+  while IFS= read -r line || [[ -n $line ]]; do
+    printf '%s\n' "${line//"$secret"/***}"
+  done
 }
 
 _vm_recipes() {
@@ -44,6 +80,12 @@ _vm_managed_key() {
     trainer.nnodes) echo "NNODES" ;;
     trainer.experiment_name | trainer.validation_data_dir) echo "OUT_DIR" ;;
     trainer.default_local_dir) echo "CKPT_DIR" ;;
+    reward.sandbox_fusion.url) echo "SANDBOX_URL" ;;
+    reward.custom_reward_function.path | reward.custom_reward_function.name)
+      # The code recipes choose the scorer (sandbox or guarded local execution); other tasks may set their own.
+      [[ ${VM_CODE_EXEC:-0} == 1 ]] || return 1
+      echo "SANDBOX_URL (or ALLOW_LOCAL_CODE_EXEC=1)"
+      ;;
     *) return 1 ;;
   esac
 }
@@ -62,9 +104,10 @@ verl_maxpo_launch() {
   [[ $config =~ ^[A-Za-z0-9_]+$ && -f $recipe_dir/$config.yaml && $config != *_common ]] ||
     _vm_die "no recipe '$config' in $recipe_dir; recipes: $available"
 
+  [[ $VM_ROOT != *[\'\\]* ]] || _vm_die "the repository path $VM_ROOT contains a quote or backslash; move it"
   local var
   for var in NGPUS NNODES K N VAL_N SEED; do
-    [[ ${!var} =~ ^[0-9]+$ ]] || _vm_die "$var must be a whole number, got '${!var}'"
+    _vm_check_int "$var" "${!var}"
   done
   for var in NGPUS NNODES N VAL_N K; do
     ((${!var} >= 1)) || _vm_die "$var must be at least 1"
@@ -80,6 +123,9 @@ verl_maxpo_launch() {
     key=${arg%%=*}
     key=${key#++}
     key=${key#+}
+    key=${key#\~} # deletion: ~key
+    [[ $key != hydra.searchpath ]] ||
+      _vm_die "the launcher sets hydra.searchpath (recipes/shared must stay on it); drop the '$key' override"
     if owner=$(_vm_managed_key "$key"); then
       _vm_die "set $owner in the environment instead of overriding '$key' (it names the run and its meta.json)"
     fi
@@ -96,6 +142,10 @@ verl_maxpo_launch() {
     pkpo)
       uses_k=1
       ((K >= 2 && N >= K)) || _vm_die "pkpo needs K >= 2 and N >= K, got N=$N K=$K"
+      ;;
+    pkpo_loo)
+      uses_k=1
+      ((N >= K + 1)) || _vm_die "pkpo_loo needs N >= K + 1 samples per prompt, got N=$N K=$K"
       ;;
     *)
       ((N >= 2)) || _vm_die "$estimator compares samples within a group: N must be at least 2"
@@ -121,6 +171,8 @@ verl_maxpo_launch() {
   local cmd=(
     "$PYTHON" -m verl.trainer.main_ppo
     --config-path "$recipe_dir" --config-name "$config"
+    # The recipes find recipes/shared (the A/B base) relative to the repository root; this works from anywhere.
+    "hydra.searchpath=['pkg://verl.trainer.config','file://$VM_ROOT/recipes/shared']"
     "data.train_files=$train_file"
     "data.val_files=$val_file"
     "actor_rollout_ref.model.path=$MODEL_PATH"
@@ -140,11 +192,20 @@ verl_maxpo_launch() {
   )
   cmd+=(${VM_EXTRA_OVERRIDES[@]+"${VM_EXTRA_OVERRIDES[@]}"} "$@")
 
+  # Credentials inside SANDBOX_URL reach verl on its command line, but nothing this launcher prints or writes.
+  local secret=""
+  if [[ ${SANDBOX_URL:-} =~ ^[A-Za-z]+://([^/@]*)@ ]]; then
+    secret=${BASH_REMATCH[1]}
+  fi
+  local shown
+  shown=$(printf '%q ' "${cmd[@]}")
+  shown=${shown% }
+  [[ -n $secret ]] && shown=${shown//"$secret"/***}
+
   if [[ ${DRY_RUN:-0} == 1 ]]; then
     echo "# run dir: $run_dir"
-    local line
-    line=$(printf '%q ' "${cmd[@]}")
-    echo "VERL_FILE_LOGGER_PATH=$(printf '%q' "$run_dir/train_log.jsonl") ${line% }"
+    [[ -n $secret ]] && echo "# SANDBOX_URL credentials shown as ***; the real run passes them to verl"
+    echo "VERL_FILE_LOGGER_PATH=$(printf '%q' "$run_dir/train_log.jsonl") $shown"
     return 0
   fi
 
@@ -155,14 +216,30 @@ verl_maxpo_launch() {
     fi
   done
 
-  local k_json=null
-  ((uses_k)) && k_json=$K
-  mkdir -p "$run_dir/val"
-  printf '{"adv_estimator": "%s", "k": %s, "n": %d, "seed": %d, "config_name": "%s", "val_n": %d}\n' \
-    "$estimator" "$k_json" "$N" "$SEED" "$config" "$VAL_N" >"$run_dir/meta.json"
+  # meta.json: every setting that changes results. A relaunch with the same settings resumes in the same folder;
+  # one with other settings is refused by `claim` before anything starts.
+  local claim=(
+    -m verl_maxpo.run_folder claim "$run_dir"
+    --adv-estimator "$estimator" --n "$N" --seed "$SEED" --config-name "$config" --val-n "$VAL_N"
+    --setting "model=$MODEL_PATH" --setting "train_files=$train_file" --setting "val_files=$val_file"
+  )
+  ((uses_k)) && claim+=(--k "$K")
+  [[ -n ${VM_CODE_EXEC_MODE:-} ]] && claim+=(--setting "code_exec=$VM_CODE_EXEC_MODE")
+  local i=0 arg
+  for arg in "$@"; do
+    claim+=(--setting "override.$i=$arg")
+    i=$((i + 1))
+  done
+  # The run_folder module of this checkout, whichever verl_maxpo the interpreter has installed.
+  PYTHONPATH=$VM_ROOT${PYTHONPATH:+:$PYTHONPATH} "$PYTHON" "${claim[@]}" || exit 2
+
   export VERL_FILE_LOGGER_PATH=$run_dir/train_log.jsonl
   echo "run dir: $run_dir"
-  printf '%q ' "${cmd[@]}" | tee "$run_dir/console.log"
-  echo | tee -a "$run_dir/console.log"
-  "${cmd[@]}" 2>&1 | tee -a "$run_dir/console.log"
+  {
+    echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) launch ==="
+    echo "$shown"
+  } | tee -a "$run_dir/console.log"
+  local status=0
+  "${cmd[@]}" 2>&1 | _vm_redact_stream "$secret" | tee -a "$run_dir/console.log" || status=$? # pipefail: verl's status
+  return "$status"
 }

@@ -38,7 +38,8 @@ sys.stdout.write(json.dumps(out))
 
 
 def launch(script: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if k not in ("K", "N", "SEED", "OUT_DIR", "DRY_RUN", "ARMS")}
+    drop = ("K", "N", "SEED", "OUT_DIR", "DRY_RUN", "ARMS", "RUN_ARMS", "SANDBOX_URL", "ALLOW_LOCAL_CODE_EXEC")
+    full_env = {k: v for k, v in os.environ.items() if k not in drop}
     full_env.update(env)
     return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=full_env, timeout=60)
 
@@ -86,6 +87,7 @@ def test_dry_run_prints_the_exact_command_and_verl_accepts_it(tmp_path):
         str(ROOT / "recipes" / "math"),
         "--config-name",
         "gsm8k_maxpo",
+        f"hydra.searchpath=['pkg://verl.trainer.config','file://{ROOT}/recipes/shared']",
         f"data.train_files={tmp_path}/data/gsm8k/train.parquet",
         f"data.val_files={tmp_path}/data/gsm8k/test.parquet",
         "actor_rollout_ref.model.path=/models/tiny",
@@ -107,7 +109,10 @@ def test_dry_run_prints_the_exact_command_and_verl_accepts_it(tmp_path):
 
     # The printed command, run for real with --cfg job: verl composes it and every value lands where it should.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", argv[0].split("=", 1)[0]: argv[0].split("=", 1)[1]}
-    composed = subprocess.run([*argv[1:], "--cfg", "job"], capture_output=True, text=True, env=env, timeout=240)
+    # From another working directory: the launcher's absolute searchpath finds recipes/shared from anywhere.
+    composed = subprocess.run(
+        [*argv[1:], "--cfg", "job"], capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path
+    )
     assert composed.returncode == 0, composed.stderr[-3000:]
     cfg = OmegaConf.create(composed.stdout)
     OmegaConf.resolve(cfg)
@@ -162,16 +167,17 @@ def test_ab_dry_run_pairs_the_arms_and_prints_the_report_command(tmp_path):
     [
         (MATH_RUN, ["gsm8k_maxpo"], {"N": "4", "K": "4"}, "maxpo needs N >= K + 1"),
         (MATH_RUN, ["gsm8k_grpo"], {"N": "1"}, "N must be at least 2"),
-        (MATH_RUN, ["gsm8k_maxpo"], {"K": "four"}, "K must be a whole number"),
+        (MATH_RUN, ["gsm8k_maxpo"], {"K": "four"}, "K must be a plain decimal integer"),
         (MATH_RUN, ["gsm8k_maxpo", "actor_rollout_ref.rollout.n=8"], {}, "set N in the environment"),
         (MATH_RUN, ["gsm8k_maxpo", "+seed=2"], {}, "set SEED in the environment"),
         (MATH_RUN, ["gsm8k_grpo", "algorithm.adv_estimator=pkpo"], {}, "does not declare"),
         (MATH_RUN, ["gsm8k_common"], {}, "no recipe 'gsm8k_common'"),
-        (MATH_RUN, [], {}, "recipes: gsm8k_grpo gsm8k_maxpo math_grpo math_maxpo"),
+        (MATH_RUN, [], {}, "recipes: gsm8k_grpo gsm8k_maxpo gsm8k_pkpo math_grpo math_maxpo math_pkpo"),
         (MATH_RUN, ["gsm8k_maxpo"], {"OUT_DIR": "/tmp/has space"}, "cannot carry unquoted"),
         (CODE_RUN, ["code_maxpo"], {"SANDBOX_URL": "sandbox:8080"}, "SANDBOX_URL must be an http(s) URL"),
+        (CODE_RUN, ["code_maxpo"], {}, "SANDBOX_URL is not set"),
         (AB, ["chess"], {}, "unknown task 'chess'"),
-        (AB, ["gsm8k"], {"ARMS": "maxpo ppo"}, "ARMS may hold maxpo and grpo"),
+        (AB, ["gsm8k"], {"ARMS": "maxpo ppo"}, "unknown arm 'ppo' in ARMS"),
         (AB, ["gsm8k"], {"N": "4", "K": "4"}, "maxpo needs N >= K + 1"),
     ],
 )
@@ -186,11 +192,14 @@ def fake_python(tmp_path) -> Path:
     """Stands in for python3: records argv and the logger path, exits with $FAKE_RC."""
     script = tmp_path / "fake_python"
     script.write_text(
-        '#!/usr/bin/env bash\nprintf "%s|%s\\n" "$VERL_FILE_LOGGER_PATH" "$*" >> "$FAKE_LOG"\necho training\n'
+        "#!/usr/bin/env bash\n"
+        # meta.json goes through the real run_folder module; only verl's entry point is faked.
+        f'[[ "$1 $2" == "-m verl_maxpo.run_folder" ]] && exec {sys.executable} "$@"\n'
+        'printf "%s|%s\\n" "$VERL_FILE_LOGGER_PATH" "$*" >> "$FAKE_LOG"\necho training\n'
         'exit "${FAKE_RC:-0}"\n'
     )
     script.chmod(0o755)
-    for task in ("gsm8k", "math"):
+    for task in ("gsm8k", "math", "code"):
         (tmp_path / "data" / task).mkdir(parents=True)
         for split in ("train", "test"):
             (tmp_path / "data" / task / f"{split}.parquet").write_bytes(b"stand-in")
@@ -212,7 +221,20 @@ def test_a_run_writes_meta_and_exports_the_logger_path(tmp_path, fake_python):
     assert proc.returncode == 0, proc.stderr
     run_dir = tmp_path / "out" / "math_maxpo_k2_seed5"
     meta = json.loads((run_dir / "meta.json").read_text())
-    assert meta == {"adv_estimator": "maxpo", "k": 2, "n": 8, "seed": 5, "config_name": "math_maxpo", "val_n": 4}
+    data = tmp_path / "data" / "math"
+    assert meta == {
+        "adv_estimator": "maxpo",
+        "k": 2,
+        "n": 8,
+        "seed": 5,
+        "config_name": "math_maxpo",
+        "val_n": 4,
+        "settings": {
+            "model": "Qwen/Qwen2.5-1.5B-Instruct",
+            "train_files": f"{data}/train.parquet",
+            "val_files": f"{data}/test.parquet",
+        },
+    }
     assert (run_dir / "val").is_dir()
     (call,) = (tmp_path / "calls.log").read_text().splitlines()
     logger_path, argv = call.split("|", 1)
@@ -229,7 +251,9 @@ def test_a_failed_run_returns_its_exit_status(tmp_path, fake_python):
 
 
 def test_missing_data_points_at_the_prepare_script(tmp_path, fake_python):
-    proc = launch(CODE_RUN, "code_maxpo", **run_env(tmp_path, fake_python))
+    for split in ("train", "test"):
+        (tmp_path / "data" / "code" / f"{split}.parquet").unlink()
+    proc = launch(CODE_RUN, "code_maxpo", **run_env(tmp_path, fake_python, SANDBOX_URL="http://sb:8080/run_code"))
     assert proc.returncode == 2
     assert f"prepare it with: python scripts/prepare_code.py --out-dir {tmp_path}/data/code" in proc.stderr
     assert not (tmp_path / "calls.log").exists()
@@ -249,8 +273,33 @@ def test_ab_runs_maxpo_then_grpo_with_the_same_seed(tmp_path, fake_python):
 
 
 def test_ab_one_arm_per_node_set_still_names_both(tmp_path, fake_python):
-    proc = launch(AB, "gsm8k", **run_env(tmp_path, fake_python, ARMS="grpo"))
+    proc = launch(AB, "gsm8k", **run_env(tmp_path, fake_python, RUN_ARMS="grpo"))
     assert proc.returncode == 0, proc.stderr
     (call,) = (tmp_path / "calls.log").read_text().splitlines()
     assert "--config-name gsm8k_grpo" in call and not (tmp_path / "out" / "gsm8k_maxpo_k4_seed1").exists()
     assert f"{tmp_path}/out/gsm8k_maxpo_k4_seed1 {tmp_path}/out/gsm8k_grpo_seed1" in proc.stdout
+
+
+def test_ab_arms_each_get_a_folder_named_after_their_estimator(tmp_path):
+    settings = dry_settings(tmp_path)
+    proc = launch(AB, "gsm8k", "trainer.total_epochs=1", ARMS="maxpo pkpo pkpo_loo grpo", **settings)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert [line for line in lines if line.startswith("===")] == [
+        "=== gsm8k_maxpo ===",
+        "=== gsm8k_pkpo ===",
+        "=== gsm8k_pkpo_loo ===",
+        "=== gsm8k_grpo ===",
+    ]
+    commands = [shlex.split(line) for line in lines if line.startswith("VERL_FILE_LOGGER_PATH=")]
+    names = ["gsm8k_maxpo_k8_seed3", "gsm8k_pkpo_k8_seed3", "gsm8k_pkpo_loo_k8_seed3", "gsm8k_grpo_seed3"]
+    configs = ["gsm8k_maxpo", "gsm8k_pkpo", "gsm8k_pkpo", "gsm8k_grpo"]
+    out = tmp_path / "out"
+    for argv, name, config in zip(commands, names, configs, strict=True):
+        assert argv[argv.index("--config-name") + 1] == config
+        assert f"trainer.experiment_name={name}" in argv and f"trainer.validation_data_dir={out}/{name}/val" in argv
+        assert "seed=3" in argv and f"data.train_files={tmp_path}/data/gsm8k/train.parquet" in argv
+        assert argv[-1] == "trainer.total_epochs=1"
+    assert "algorithm.adv_estimator=pkpo_loo" in commands[2]
+    assert not any("adv_estimator" in a for i in (0, 1, 3) for a in commands[i])
+    assert lines[-1] == "verl-maxpo report " + " ".join(f"{out}/{n}" for n in names) + f" --out {out}/report"

@@ -32,8 +32,12 @@ RECIPES = {
     "math_grpo": "math",
     "code_maxpo": "code",
     "code_grpo": "code",
+    "gsm8k_pkpo": "math",
+    "math_pkpo": "math",
+    "code_pkpo": "code",
 }
 TWINS = [("gsm8k_maxpo", "gsm8k_grpo"), ("math_maxpo", "math_grpo"), ("code_maxpo", "code_grpo")]
+PKPO_TWINS = [("gsm8k_maxpo", "gsm8k_pkpo"), ("math_maxpo", "math_pkpo"), ("code_maxpo", "code_pkpo")]
 # The only keys a GRPO twin may change: the estimator and the estimator's own options.
 ESTIMATOR_KEYS = {
     "algorithm.adv_estimator",
@@ -67,6 +71,15 @@ def header_command(name: str) -> list[str]:
     return [sys.executable, *argv[1:]]
 
 
+VERL_BASE = "verl:ppo_trainer"  # verl's own trainer config, composed alone: what the snapshot is relative to
+SNAPSHOT = ROOT / "tests" / "fixtures" / "recipes_composed_90971f9.json"
+
+
+def verl_config_dir() -> Path:
+    spec = importlib.util.find_spec("verl")  # without importing verl (Ray, torch)
+    return Path(list(spec.submodule_search_locations)[0]) / "trainer" / "config"
+
+
 # Runs verl's Hydra entry point (the `main` that `python -m verl.trainer.main_ppo` calls) once per argv in one
 # process: composing is ~0.3 s, importing verl is ~5 s, so one interpreter for all recipes keeps this test fast.
 COMPOSE_DRIVER = """
@@ -91,6 +104,7 @@ def composed() -> dict[str, DictConfig]:
         argv = header_command(name)
         assert argv[1:3] == ["-m", "verl.trainer.main_ppo"]
         argvs[name] = [*argv[3:], "--cfg", "job"]
+    argvs[VERL_BASE] = ["--config-path", str(verl_config_dir()), "--config-name", "ppo_trainer", "--cfg", "job"]
     proc = subprocess.run(
         [sys.executable, "-c", COMPOSE_DRIVER, json.dumps(argvs)],
         cwd=ROOT,
@@ -158,17 +172,18 @@ def test_recipe_core_settings(composed, name):
     assert cfg.data.shuffle is True and cfg.actor_rollout_ref.rollout.full_determinism is False
     assert cfg.actor_rollout_ref.actor.loss_agg_mode == "seq-mean-token-sum-norm"
     assert cfg.actor_rollout_ref.actor.loss_scale_factor == cfg.data.max_response_length
-    if estimator == "maxpo":
+    if estimator in ("maxpo", "pkpo"):
         assert cfg.algorithm.maxpo.k == 4 and cfg.algorithm.maxpo.norm_by_std is False
         assert cfg.actor_rollout_ref.rollout.n > cfg.algorithm.maxpo.k
-        assert cfg.trainer.experiment_name == f"{task}_maxpo_k4_seed1"
+        assert cfg.trainer.experiment_name == f"{task}_{estimator}_k4_seed1"
     else:
         assert "maxpo" not in cfg.algorithm and cfg.algorithm.norm_adv_by_std_in_grpo is True
         assert cfg.trainer.experiment_name == f"{task}_grpo_seed1"
 
 
 def test_code_recipes_score_with_local_prime_code_by_default(composed):
-    for name in ("code_maxpo", "code_grpo"):
+    # The yaml default; the launchers refuse to start without SANDBOX_URL unless ALLOW_LOCAL_CODE_EXEC=1.
+    for name in ("code_maxpo", "code_pkpo", "code_grpo"):
         assert composed[name].reward.sandbox_fusion.url is None
         assert composed[name].actor_rollout_ref.model.path == "Qwen/Qwen2.5-Coder-1.5B-Instruct"
 
@@ -188,11 +203,19 @@ def test_estimator_resolves_in_verls_registry_with_the_recipe_options(composed, 
     adv, _ = fn(token_level_rewards=rewards, response_mask=mask, index=index, config=cfg.algorithm)
     scalars = adv[:, 0].double()
     assert torch.allclose(adv, scalars.unsqueeze(-1).to(adv.dtype) * mask)
-    assert abs(scalars[:n].sum().item()) < 1e-4 and torch.all(scalars[n:] == 0)
+    assert torch.all(scalars[n:] == 0)
+    if cfg.algorithm.adv_estimator != "pkpo":  # PKPO is non-centered: its groups do not sum to zero
+        assert abs(scalars[:n].sum().item()) < 1e-4
     if cfg.algorithm.adv_estimator == "maxpo":
         k = cfg.algorithm.maxpo.k
         # Binary rewards, c = 2 correct of n: a correct sample's MaxPO advantage is C(n-2, k) / C(n-1, k).
         assert scalars[0].item() == pytest.approx(comb(n - 2, k) / comb(n - 1, k), abs=1e-5)
+    elif cfg.algorithm.adv_estimator == "pkpo":
+        from verl_maxpo.estimators import pkpo_advantages
+
+        group_rewards = torch.tensor([1.0, 1.0] + [0.0] * (n - 2)).double()
+        expected = pkpo_advantages(group_rewards, torch.zeros(n, dtype=torch.long), cfg.algorithm.maxpo.k)
+        assert torch.allclose(scalars[:n], expected.double(), atol=1e-5) and scalars[0] > 0
     else:
         group = torch.tensor([1.0, 1.0] + [0.0] * (n - 2))
         expected = (group - group.mean()) / (group.std() + 1e-6)
@@ -258,6 +281,19 @@ def test_algo_config_rejects_the_maxpo_block_but_verl_never_converts_it(composed
     assert isinstance(converted, AlgoConfig) and converted.adv_estimator == "maxpo"
 
 
+@pytest.mark.parametrize(("maxpo", "pkpo"), PKPO_TWINS)
+def test_pkpo_twin_differs_only_in_the_estimator(composed, maxpo, pkpo):
+    a = flatten(OmegaConf.to_container(composed[maxpo], resolve=True))
+    b = flatten(OmegaConf.to_container(composed[pkpo], resolve=True))
+    run_a, run_b = composed[maxpo].trainer.experiment_name, composed[pkpo].trainer.experiment_name
+    assert run_b == run_a.replace("_maxpo_", "_pkpo_") != run_a
+    differing = {key for key in a.keys() | b.keys() if a.get(key) != b.get(key)}
+    assert differing & ESTIMATOR_KEYS == {"algorithm.adv_estimator"}
+    assert (a["algorithm.adv_estimator"], b["algorithm.adv_estimator"]) == ("maxpo", "pkpo")
+    for key in differing - ESTIMATOR_KEYS:
+        assert isinstance(a.get(key), str) and a[key].replace(run_a, run_b) == b.get(key), key
+
+
 @pytest.mark.parametrize(("maxpo", "grpo"), TWINS)
 def test_grpo_twin_differs_only_in_the_estimator(composed, maxpo, grpo):
     a = flatten(OmegaConf.to_container(composed[maxpo], resolve=True))
@@ -273,3 +309,17 @@ def test_grpo_twin_differs_only_in_the_estimator(composed, maxpo, grpo):
     assert "trainer.experiment_name" in naming_diff and "trainer.validation_data_dir" in naming_diff
     for key in naming_diff:
         assert isinstance(a.get(key), str) and a[key].replace(run_a, run_b) == b.get(key), key
+
+
+@pytest.mark.parametrize("name", sorted(json.loads(SNAPSHOT.read_text())["recipes"]))
+def test_recipes_compose_exactly_as_before_the_shared_base(composed, name):
+    """Each recipe as composed at commit 90971f9 (before recipes/shared/ab_base.yaml), stored as its differences
+    from verl's ppo_trainer; composing ppo_trainer now and applying them must give today's config, key for key."""
+    snapshot = json.loads(SNAPSHOT.read_text())["recipes"][name]
+    verl_base = flatten(OmegaConf.to_container(composed[VERL_BASE], resolve=True))
+    expected = {k: v for k, v in verl_base.items() if k not in snapshot["removed"]} | snapshot["set"]
+    actual = flatten(OmegaConf.to_container(composed[name], resolve=True))
+    absent = "<absent>"
+    changed = sorted(k for k in expected.keys() | actual.keys() if expected.get(k, absent) != actual.get(k, absent))
+    assert not changed, [(k, expected.get(k, absent), actual.get(k, absent)) for k in changed]
+    assert len(snapshot["set"]) > 40 and actual["algorithm.adv_estimator"] == name.rsplit("_", 1)[1]

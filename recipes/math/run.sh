@@ -12,14 +12,15 @@
 set -euo pipefail
 
 # ---- user-adjustable block: edit here or set in the environment ------------------------------------------------
+# (numbers: set but empty is an error, not the default)
 MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-1.5B-Instruct} # hub id or local checkpoint
 DATA_DIR=${DATA_DIR:-$HOME/data/verl-maxpo}          # holds <task>/train.parquet and <task>/test.parquet
-NGPUS=${NGPUS:-8}                                    # GPUs per node
-NNODES=${NNODES:-1}                                  # nodes in the Ray cluster
-K=${K:-4}                                            # MaxPO's K (max@K); GRPO ignores it
-N=${N:-16}                                           # samples per prompt; MaxPO needs N >= K + 1
-VAL_N=${VAL_N:-16}                                   # samples per validation prompt: pass@k measurable up to k = VAL_N
-SEED=${SEED:-1}                                      # same seed in both A/B arms = same prompts in the same order
+NGPUS=${NGPUS-8}                                     # GPUs per node
+NNODES=${NNODES-1}                                   # nodes in the Ray cluster
+K=${K-4}                                             # MaxPO's K (max@K); GRPO ignores it
+N=${N-16}                                            # samples per prompt; MaxPO needs N >= K + 1
+VAL_N=${VAL_N-16}                                    # samples per validation prompt: pass@k measurable up to k = VAL_N
+SEED=${SEED-1}                                       # same seed in both A/B arms = same prompts in the same order
 OUT_DIR=${OUT_DIR:-$PWD/outputs/verl-maxpo}          # one folder per run, read by `verl-maxpo report`
 CKPT_DIR=${CKPT_DIR:-$OUT_DIR/checkpoints}           # checkpoints (large); resume_mode=auto picks them up
 PYTHON=${PYTHON:-python3}
