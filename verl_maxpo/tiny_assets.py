@@ -137,12 +137,17 @@ def main(argv: list[str] | None = None) -> int:
     if out.is_dir() and any(out.iterdir()):
         manifest = existing_manifest(out)
         if manifest is None:
-            print(f"tiny-assets: --out {out} is not empty and holds no tiny assets; refusing to write there",
-                  file=sys.stderr)
+            print(
+                f"tiny-assets: --out {out} is not empty and holds no tiny assets; refusing to write there",
+                file=sys.stderr,
+            )
             return 2
         if manifest.get("options") != opts:
-            print(f"tiny-assets: {out} holds tiny assets built with other options {manifest.get('options')}; "
-                  "use another --out or the same options", file=sys.stderr)
+            print(
+                f"tiny-assets: {out} holds tiny assets built with other options {manifest.get('options')}; "
+                "use another --out or the same options",
+                file=sys.stderr,
+            )
             return 2
         print(f"tiny-assets: reusing {out} (built with the same options)")
         return 0

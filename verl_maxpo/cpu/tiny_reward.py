@@ -10,5 +10,5 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
     """Fraction of positions where the response matches the zero-padded answer (1.0 = exact answer)."""
     answer = str(ground_truth)
     response = str(solution_str).strip()
-    right = sum(1 for got, want in zip(response, answer) if got == want)
+    right = sum(1 for got, want in zip(response, answer, strict=False) if got == want)
     return right / len(answer) if len(response) == len(answer) else 0.5 * right / len(answer)
