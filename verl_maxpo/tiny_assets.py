@@ -33,7 +33,7 @@ CHAT_TEMPLATE = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endf
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="verl-maxpo tiny-assets", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder (created; reused if it holds the same tiny assets)")
-    p.add_argument("--digits", type=int_at_least(1), default=2, help="operand digits of the addition task")
+    p.add_argument("--digits", type=int, choices=range(1, 7), default=2, metavar="{1..6}", help="operand digits")
     p.add_argument("--train-prompts", type=int_at_least(1), default=64, help="training prompts")
     p.add_argument("--test-prompts", type=int_at_least(1), default=16, help="held-out validation prompts")
     p.add_argument("--warm-steps", type=int_at_least(0), default=150, help="supervised warm-start steps")
@@ -131,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out).expanduser().absolute()
     opts = options(args)
+    room = 10 ** (2 * args.digits) // 2  # AdditionTask holds out distinct pairs from at most half of all pairs
+    if args.test_prompts > room:
+        print(f"tiny-assets: --test-prompts {args.test_prompts} is too many for {args.digits}-digit operands "
+              f"(at most {room})", file=sys.stderr)
+        return 2
     if out.exists() and not out.is_dir():
         print(f"tiny-assets: --out {out} exists and is not a folder", file=sys.stderr)
         return 2

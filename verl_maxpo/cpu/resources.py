@@ -23,12 +23,12 @@ def fit_message(have_cpus: float, have_gpus: float, need_cpus: float, need_gpus:
     problems = []
     if have_gpus < need_gpus:
         problems.append(
-            f"Ray has {have_gpus:g} GPU slot(s) free but verl asks for {need_gpus:g}: on a CPU give Ray fake slots "
+            f"Ray offers {have_gpus:g} GPU slot(s) but verl asks for {need_gpus:g}: on a CPU give Ray fake slots "
             f"with +ray_kwargs.ray_init.num_gpus={int(need_gpus)} (and trainer.n_gpus_per_node to match)"
         )
     if have_cpus < need_cpus:
         problems.append(
-            f"Ray has {have_cpus:g} logical CPU(s) free but verl's bundles need {need_cpus:g}: set "
+            f"Ray offers {have_cpus:g} logical CPU(s) but verl's bundles need {need_cpus:g}: set "
             f"ray_kwargs.ray_init.num_cpus to at least {int(need_cpus)} (logical CPUs, not real cores)"
         )
     return "; ".join(problems) or None
