@@ -10,11 +10,8 @@ Never active unless the variable is set.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,37 +65,8 @@ def _patch(module: Any) -> None:
         setattr(module, _TARGET_NAME, _wrap(fn))
 
 
-class _PatchOnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Patch the trainer module right after it is first imported (importing it inside `import verl` would be
-    circular and slow)."""
-
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname != _TARGET_MODULE:
-            return None
-        sys.meta_path.remove(self)
-        try:
-            spec = importlib.util.find_spec(fullname)
-        finally:
-            sys.meta_path.insert(0, self)
-        if spec is None or spec.loader is None:
-            return None
-        self._inner = spec.loader
-        spec.loader = self
-        return spec
-
-    def create_module(self, spec: Any) -> Any:
-        return self._inner.create_module(spec)
-
-    def exec_module(self, module: Any) -> None:
-        self._inner.exec_module(module)
-        _patch(module)
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
-
-
 def install() -> None:
     """Trace verl's advantages in this process (called from `patches.apply` when VERL_MAXPO_TRACE_DIR is set)."""
-    if _TARGET_MODULE in sys.modules:
-        _patch(sys.modules[_TARGET_MODULE])
-    elif not any(isinstance(f, _PatchOnImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _PatchOnImport())
+    from verl_maxpo.cpu.patches import patch_on_import
+
+    patch_on_import(_TARGET_MODULE, _patch)
