@@ -133,8 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     opts = options(args)
     room = 10 ** (2 * args.digits) // 2  # AdditionTask holds out distinct pairs from at most half of all pairs
     if args.test_prompts > room:
-        print(f"tiny-assets: --test-prompts {args.test_prompts} is too many for {args.digits}-digit operands "
-              f"(at most {room})", file=sys.stderr)
+        print(
+            f"tiny-assets: --test-prompts {args.test_prompts} is too many for {args.digits}-digit operands "
+            f"(at most {room})",
+            file=sys.stderr,
+        )
         return 2
     if out.exists() and not out.is_dir():
         print(f"tiny-assets: --out {out} exists and is not a folder", file=sys.stderr)
