@@ -111,6 +111,11 @@ def test_placement_check_says_what_to_raise(have: tuple, need: tuple, fits: bool
 
     assert needed(1) == (5, 1) and needed(2) == (8, 2)
     message = fit_message(*have, *need)
+    assert fit_message(2, 0, 3, 1, held=(2, 0)) == (
+        "Ray offers 0 GPU slot(s) but verl asks for 1: on a CPU give Ray fake slots with "
+        "+ray_kwargs.ray_init.num_gpus=1 (and trainer.n_gpus_per_node to match); Ray offers 2 logical CPU(s) but "
+        "verl needs 3: set ray_kwargs.ray_init.num_cpus to at least 5 (logical CPUs, not real cores)"
+    )
     assert (message is None) == fits
     for name in names:
         assert name in message

@@ -136,3 +136,12 @@ def test_main_ppo_trains_grpo_on_cpu(assets: Path, tmp_path: Path) -> None:
         means = {u: scores[uid == u].mean() for u in set(rec["uid"])}
         expected = scores - np.array([means[u] for u in rec["uid"]])  # norm_adv_by_std_in_grpo: false
         np.testing.assert_allclose(rec["advantage"], expected, atol=1e-6)
+
+
+def test_main_ppo_fails_fast_when_ray_cannot_place_bundles(assets: Path, tmp_path: Path) -> None:
+    """Too few logical CPUs: verl would wait on its placement group forever; the CPU backend stops it with a
+    message naming the setting to raise."""
+    proc = run_main_ppo("tiny_maxpo", assets, tmp_path, "ray_kwargs.ray_init.num_cpus=3")
+    assert proc.returncode != 0
+    assert "PlacementError" in proc.stdout and "ray_kwargs.ray_init.num_cpus to at least 5" in proc.stdout
+    assert not (tmp_path / "trace" / "advantages.jsonl").exists()

@@ -18,18 +18,22 @@ def needed(num_workers: int) -> tuple[int, int]:
     return CPUS_PER_BUNDLE * num_workers + TASK_RUNNER_CPUS, num_workers
 
 
-def fit_message(have_cpus: float, have_gpus: float, need_cpus: float, need_gpus: float) -> str | None:
-    """None if the resources suffice, else one line saying what to raise."""
+def fit_message(
+    have_cpus: float, have_gpus: float, need_cpus: float, need_gpus: float, held: tuple[float, float] = (0, 0)
+) -> str | None:
+    """None if the free resources (have) cover the request (need), else one line saying what to raise.
+
+    `held` is what other actors already hold (CPUs, GPUs), added to the suggested ray_init totals."""
     problems = []
     if have_gpus < need_gpus:
         problems.append(
             f"Ray offers {have_gpus:g} GPU slot(s) but verl asks for {need_gpus:g}: on a CPU give Ray fake slots "
-            f"with +ray_kwargs.ray_init.num_gpus={int(need_gpus)} (and trainer.n_gpus_per_node to match)"
+            f"with +ray_kwargs.ray_init.num_gpus={int(held[1] + need_gpus)} (and trainer.n_gpus_per_node to match)"
         )
     if have_cpus < need_cpus:
         problems.append(
-            f"Ray offers {have_cpus:g} logical CPU(s) but verl's bundles need {need_cpus:g}: set "
-            f"ray_kwargs.ray_init.num_cpus to at least {int(need_cpus)} (logical CPUs, not real cores)"
+            f"Ray offers {have_cpus:g} logical CPU(s) but verl needs {need_cpus:g}: set "
+            f"ray_kwargs.ray_init.num_cpus to at least {int(held[0] + need_cpus)} (logical CPUs, not real cores)"
         )
     return "; ".join(problems) or None
 
@@ -38,9 +42,9 @@ def check_bundles_fit(cpus_per_bundle: int, gpu_per_bundle: int, bundles: int) -
     """Raise PlacementError (instead of hanging) if the running Ray cluster cannot place the bundles now."""
     import ray
 
-    free = ray.available_resources()
-    message = fit_message(
-        free.get("CPU", 0.0), free.get("GPU", 0.0), cpus_per_bundle * bundles, gpu_per_bundle * bundles
-    )
+    free, total = ray.available_resources(), ray.cluster_resources()
+    have = (free.get("CPU", 0.0), free.get("GPU", 0.0))
+    held = (total.get("CPU", 0.0) - have[0], total.get("GPU", 0.0) - have[1])
+    message = fit_message(*have, cpus_per_bundle * bundles, gpu_per_bundle * bundles, held=held)
     if message:
         raise PlacementError(f"verl-maxpo CPU backend: {message}. verl would otherwise wait forever.")
