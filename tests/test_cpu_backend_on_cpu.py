@@ -76,6 +76,8 @@ def test_opt_in_selects_cpu_platform_and_patches(tmp_path: Path) -> None:
 
 
 def test_platform_answers_for_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import verl  # noqa: F401  # first, as in any verl process: its plugin imports verl_maxpo.cpu.platform
+
     from verl_maxpo.cpu.platform import PlatformCPU
 
     monkeypatch.delenv("VERL_ENGINE_DEVICE", raising=False)

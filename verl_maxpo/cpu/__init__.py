@@ -5,6 +5,8 @@ Opt-in only. `register()` (called by the `verl.plugins` entry point) adds three 
   - rollout 'hf_cpu' in `verl.workers.rollout.base._ROLLOUT_REGISTRY` (as a dotted path, imported on use),
   - rollout 'hf_cpu' in `verl.workers.rollout.replica.RolloutReplicaRegistry` (a loader, imported on use).
 The patches in `patches.py` are applied only when VERL_PLATFORM=cpu selects the platform. See docs/cpu-backend.md.
+Import verl before importing `platform` or `rollout` directly: verl's plugin loading imports them too, and doing it
+the other way round makes that a circular import (verl then skips the plugin, logging it at DEBUG level).
 """
 
 from __future__ import annotations

@@ -35,14 +35,23 @@ def problems(args: argparse.Namespace) -> list[str]:
         found.append(f"verl {verl.__version__} is installed; the CPU backend is written against verl 0.9.x")
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         found.append("this torch build has no gloo backend (needed for FSDP on a CPU)")
-    from verl.plugin.platform import PlatformRegistry
-    from verl.workers.rollout.base import _ROLLOUT_REGISTRY
+    from importlib.metadata import entry_points
 
-    if PlatformRegistry.get("cpu") is None or ("hf_cpu", "async") not in _ROLLOUT_REGISTRY:
+    plugins = {ep.value for ep in entry_points(group="verl.plugins")}
+    if "verl_maxpo.plugin" not in plugins:
         found.append(
-            "`import verl` did not register the 'cpu' platform / 'hf_cpu' rollout: install verl-maxpo "
-            "(its verl.plugins entry point) or put the repository on PYTHONPATH"
+            "verl will not load verl-maxpo's plugin: no `verl.plugins` entry point names verl_maxpo.plugin "
+            "(install verl-maxpo, e.g. `pip install -e .`)"
         )
+    else:
+        from verl.plugin.platform import PlatformRegistry
+        from verl.workers.rollout.base import _ROLLOUT_REGISTRY
+
+        from verl_maxpo.cpu import register
+
+        register()  # what the entry point runs in every verl process (idempotent)
+        if PlatformRegistry.get("cpu") is None or ("hf_cpu", "async") not in _ROLLOUT_REGISTRY:
+            found.append("verl-maxpo's plugin ran but verl's registries lack the 'cpu' platform / 'hf_cpu' rollout")
     need_cpus, need_gpus = needed(args.workers)
     message = fit_message(args.num_cpus, args.num_gpus, need_cpus, need_gpus)
     if message:
