@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("verl_maxpo.report", "unbiased pass@k / max@k report from verl validation dumps"),
     "bench": ("verl_maxpo.bench", "time maxpo/pkpo against verl's estimators"),
     "demo": ("verl_maxpo.demo", "CPU end-to-end A/B: maxpo vs grpo vs pkpo on a synthetic task"),
+    "tiny-assets": ("verl_maxpo.tiny_assets", "tiny local model + task (parquet) for verl's trainer on a CPU"),
 }
 
 

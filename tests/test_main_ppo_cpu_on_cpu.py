@@ -1,0 +1,147 @@
+"""verl's real entry point, `python -m verl.trainer.main_ppo`, trains on a CPU with the tiny recipes (slow).
+
+Each run: 2 training steps + validation with the tiny assets, as a subprocess with a hard timeout, its own Ray
+cluster (RAY_ADDRESS=local, a private Ray temp dir) torn down with it. The CPU backend's test-only trace
+(VERL_MAXPO_TRACE_DIR) records the advantages verl used and every weight sync into the rollout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_TIMEOUT_S = 420
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from verl_maxpo.tiny_assets import main
+
+    out = tmp_path_factory.mktemp("tiny") / "assets"
+    assert main(["--out", str(out)]) == 0
+    return out
+
+
+def run_main_ppo(recipe: str, assets: Path, run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """One main_ppo run in its own process group and Ray cluster; everything is killed on timeout."""
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must stay under ~107 chars
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "VERL_PLATFORM": "cpu",
+        "OMP_NUM_THREADS": "1",
+        "RAY_ADDRESS": "local",  # never join another Ray cluster on this machine
+        "VERL_FILE_LOGGER_PATH": str(run_dir / "train_log.jsonl"),
+        "VERL_MAXPO_TRACE_DIR": str(run_dir / "trace"),
+    }
+    cmd = [
+        sys.executable, "-m", "verl.trainer.main_ppo",
+        "--config-path", str(REPO / "recipes" / "tiny"), "--config-name", recipe,
+        f"tiny_assets={assets}", f"trainer.validation_data_dir={run_dir / 'val'}",
+        f"+ray_kwargs.ray_init._temp_dir={ray_tmp}", *overrides,
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=run_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"main_ppo {recipe} ran over {RUN_TIMEOUT_S} s:\n{out[-4000:]}")
+    finally:
+        try:  # the run's own Ray processes share its process group; nothing else is touched
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    (run_dir / "output.txt").write_text(out)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
+
+
+def train_steps(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines() if line.strip()]
+    return [r for r in rows if "actor/pg_loss" in r.get("data", {})]
+
+
+def traced(run_dir: Path, name: str) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "trace" / name).read_text().splitlines()]
+
+
+def group_sums(uid: list[str], adv: torch.Tensor) -> list[float]:
+    sums: dict[str, float] = defaultdict(float)
+    for u, a in zip(uid, adv.tolist(), strict=True):
+        sums[u] += a
+    return list(sums.values())
+
+
+def check_common(run_dir: Path, proc: subprocess.CompletedProcess) -> list[dict]:
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    steps = train_steps(run_dir)
+    assert [s["step"] for s in steps] == [1, 2], steps
+    for s in steps:
+        assert s["data"]["actor/grad_norm"] > 0
+        assert s["data"]["timing_s/step"] > 0
+    dumps = sorted((run_dir / "val").glob("*.jsonl"))
+    assert dumps, "no validation dump"
+    first = [json.loads(line) for line in dumps[0].read_text().splitlines()]
+    assert len(first) == 16 * 4  # 16 test prompts x val_kwargs.n 4
+    assert {"input", "output", "score"} <= set(first[0])
+    syncs = traced(run_dir, "weights.jsonl")
+    assert len(syncs) == 3  # before step 1, after step 1, after step 2
+    assert syncs[0]["max_abs_change"] == 0.0
+    assert syncs[-1]["max_abs_change"] > 1e-4, "the rollout's weights did not change after the updates"
+    records = traced(run_dir, "advantages.jsonl")
+    assert len(records) == 2
+    return records
+
+
+def test_main_ppo_trains_maxpo_on_cpu(assets: Path, tmp_path: Path) -> None:
+    from verl_maxpo.estimators import maxpo_advantages
+
+    proc = run_main_ppo("tiny_maxpo", assets, tmp_path)
+    records = check_common(tmp_path, proc)
+    for rec in records:
+        assert rec["estimator"] == "maxpo"
+        scores = torch.tensor(rec["score"], dtype=torch.float32)
+        assert len(scores) == 64 and 0 < scores.mean() < 1  # partial credit: neither all 0 nor all 1
+        used = torch.tensor(rec["advantage"])
+        ours = maxpo_advantages(scores, np.array(rec["uid"], dtype=object), 2, norm_by_std=False)
+        torch.testing.assert_close(used, ours, atol=1e-6, rtol=1e-5)
+        assert used.abs().max() > 0
+        assert max(abs(s) for s in group_sums(rec["uid"], used)) < 1e-5
+
+
+def test_main_ppo_trains_grpo_on_cpu(assets: Path, tmp_path: Path) -> None:
+    proc = run_main_ppo("tiny_grpo", assets, tmp_path)
+    records = check_common(tmp_path, proc)
+    for rec in records:
+        assert rec["estimator"] == "grpo"
+        scores = np.array(rec["score"])
+        uid = np.array(rec["uid"], dtype=object)
+        means = {u: scores[uid == u].mean() for u in set(rec["uid"])}
+        expected = scores - np.array([means[u] for u in rec["uid"]])  # norm_adv_by_std_in_grpo: false
+        np.testing.assert_allclose(rec["advantage"], expected, atol=1e-6)
+
+
+def test_main_ppo_fails_fast_when_ray_cannot_place_bundles(assets: Path, tmp_path: Path) -> None:
+    """Too few logical CPUs: verl would wait on its placement group forever; the CPU backend stops it with a
+    message naming the setting to raise."""
+    proc = run_main_ppo("tiny_maxpo", assets, tmp_path, "ray_kwargs.ray_init.num_cpus=3")
+    assert proc.returncode != 0
+    assert "PlacementError" in proc.stdout and "ray_kwargs.ray_init.num_cpus to at least 5" in proc.stdout
+    assert not (tmp_path / "trace" / "advantages.jsonl").exists()

@@ -1,0 +1,39 @@
+"""verl-maxpo's CPU backend for verl 0.9.1: run verl's own trainer (`python -m verl.trainer.main_ppo`) on a CPU.
+
+Opt-in only. `register()` (called by the `verl.plugins` entry point) adds three names and nothing else:
+  - platform 'cpu' in `verl.plugin.platform.PlatformRegistry` (never auto-detected),
+  - rollout 'hf_cpu' in `verl.workers.rollout.base._ROLLOUT_REGISTRY` (as a dotted path, imported on use),
+  - rollout 'hf_cpu' in `verl.workers.rollout.replica.RolloutReplicaRegistry` (a loader, imported on use).
+The patches in `patches.py` are applied only when VERL_PLATFORM=cpu selects the platform. See docs/cpu-backend.md.
+Import verl before importing `platform` or `rollout` directly: verl's plugin loading imports them too, and doing it
+the other way round makes that a circular import (verl then skips the plugin, logging it at DEBUG level).
+"""
+
+from __future__ import annotations
+
+ROLLOUT_NAME = "hf_cpu"
+_ADAPTER_PATH = "verl_maxpo.cpu.rollout.HFCPUServerAdapter"
+
+
+def _load_replica() -> type:
+    from verl_maxpo.cpu.rollout import HFCPUReplica
+
+    return HFCPUReplica
+
+
+def register() -> None:
+    """Add the CPU platform and the hf_cpu rollout to verl's registries; patch verl only if VERL_PLATFORM=cpu."""
+    from verl.plugin.platform import PlatformRegistry
+    from verl.workers.rollout import base as rollout_base
+    from verl.workers.rollout.replica import RolloutReplicaRegistry
+
+    from verl_maxpo.cpu.platform import PLATFORM_NAME, PlatformCPU, cpu_selected
+
+    if PlatformRegistry.get(PLATFORM_NAME) is not PlatformCPU:
+        PlatformRegistry.register(platform=PLATFORM_NAME)(PlatformCPU)
+    rollout_base._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = _ADAPTER_PATH
+    RolloutReplicaRegistry.register(ROLLOUT_NAME, _load_replica)
+    if cpu_selected():
+        from verl_maxpo.cpu import patches
+
+        patches.apply()

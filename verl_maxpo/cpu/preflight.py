@@ -1,0 +1,78 @@
+"""`python -m verl_maxpo.cpu.preflight`: can verl's trainer run on this CPU? Exit 0, or one message and exit 1.
+
+Checks, cheapest first: verl's version (the backend relies on 0.9.x interfaces), torch's gloo backend, that
+`import verl` registers the CPU platform and the hf_cpu rollout (the `verl.plugins` entry point found this package),
+and that the Ray resources the recipe asks for can hold verl's bundles (otherwise verl waits forever). With
+--assets DIR it also checks that DIR holds `verl-maxpo tiny-assets` output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from verl_maxpo.cli_args import int_at_least
+from verl_maxpo.cpu.resources import fit_message, needed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m verl_maxpo.cpu.preflight", description=__doc__.split("\n\n")[0])
+    p.add_argument("--num-cpus", type=int_at_least(1), default=6, help="ray_kwargs.ray_init.num_cpus of the run")
+    p.add_argument("--num-gpus", type=int_at_least(0), default=1, help="ray_kwargs.ray_init.num_gpus (fake slots)")
+    p.add_argument("--workers", type=int_at_least(1), default=1, help="trainer.n_gpus_per_node * trainer.nnodes")
+    p.add_argument("--assets", help="a `verl-maxpo tiny-assets` folder to check")
+    return p
+
+
+def problems(args: argparse.Namespace) -> list[str]:
+    import torch
+    import verl
+    from packaging.version import Version
+
+    found = []
+    if not Version("0.9") <= Version(verl.__version__) < Version("0.10"):
+        found.append(f"verl {verl.__version__} is installed; the CPU backend is written against verl 0.9.x")
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        found.append("this torch build has no gloo backend (needed for FSDP on a CPU)")
+    from importlib.metadata import entry_points
+
+    plugins = {ep.value for ep in entry_points(group="verl.plugins")}
+    if "verl_maxpo.plugin" not in plugins:
+        found.append(
+            "verl will not load verl-maxpo's plugin: no `verl.plugins` entry point names verl_maxpo.plugin "
+            "(install verl-maxpo, e.g. `pip install -e .`)"
+        )
+    else:
+        from verl.plugin.platform import PlatformRegistry
+        from verl.workers.rollout.base import _ROLLOUT_REGISTRY
+
+        from verl_maxpo.cpu import register
+
+        register()  # what the entry point runs in every verl process (idempotent)
+        if PlatformRegistry.get("cpu") is None or ("hf_cpu", "async") not in _ROLLOUT_REGISTRY:
+            found.append("verl-maxpo's plugin ran but verl's registries lack the 'cpu' platform / 'hf_cpu' rollout")
+    need_cpus, need_gpus = needed(args.workers)
+    message = fit_message(args.num_cpus, args.num_gpus, need_cpus, need_gpus)
+    if message:
+        found.append(message)
+    if args.assets is not None:
+        from verl_maxpo.tiny_assets import existing_manifest
+
+        if existing_manifest(Path(args.assets).expanduser()) is None:
+            found.append(f"{args.assets} holds no tiny assets: run `verl-maxpo tiny-assets --out {args.assets}`")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    found = problems(args)
+    for problem in found:
+        print(f"preflight: {problem}", file=sys.stderr)
+    if not found:
+        print("preflight: ok (verl's trainer can run on this CPU with VERL_PLATFORM=cpu)")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

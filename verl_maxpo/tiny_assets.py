@@ -1,0 +1,187 @@
+"""`verl-maxpo tiny-assets --out DIR`: a tiny model and task for running verl's trainer on a CPU, built locally.
+
+DIR/model/        a 2-layer Llama (about 0.1M parameters) and its character-level tokenizer, in Hugging Face format,
+                  briefly warm-started on the task so the first rewards are neither all 0 nor all 1;
+DIR/data/         train.parquet and test.parquet in verl's RL dataset format (data_source, prompt as chat messages,
+                  reward_model.ground_truth, extra_info);
+DIR/reward.py     the partial-credit reward (`compute_score`) for reward.custom_reward_function.path;
+DIR/manifest.json what was built and with which options (a later call with the same options reuses DIR).
+The task and policy are `verl_maxpo.addition_task`'s (the demo's). Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from verl_maxpo.cli_args import int_at_least
+
+DATA_SOURCE = "verl_maxpo/tiny_addition"
+MANIFEST = "manifest.json"
+FILES = ("model/config.json", "model/tokenizer.json", "data/train.parquet", "data/test.parquet", "reward.py")
+# RLHFDataset applies the tokenizer's chat template: the prompt is just <s> then the question, as the demo's task.
+CHAT_TEMPLATE = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="verl-maxpo tiny-assets", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="output folder (created; reused if it holds the same tiny assets)")
+    p.add_argument("--digits", type=int, choices=range(1, 7), default=2, metavar="{1..6}", help="operand digits")
+    p.add_argument("--train-prompts", type=int_at_least(1), default=64, help="training prompts")
+    p.add_argument("--test-prompts", type=int_at_least(1), default=16, help="held-out validation prompts")
+    p.add_argument("--warm-steps", type=int_at_least(0), default=150, help="supervised warm-start steps")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed for data, init and warm start")
+    return p
+
+
+def options(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("digits", "train_prompts", "test_prompts", "warm_steps", "seed")
+    return {"format": 1, **{k: getattr(args, k) for k in keys}}
+
+
+def _rows(task: Any, pairs: Any, split: str) -> list[dict[str, Any]]:
+    prompts, answers = task.prompt_texts(pairs), task.answer_texts(pairs)
+    return [
+        {
+            "data_source": DATA_SOURCE,
+            "prompt": [{"role": "user", "content": q}],
+            "ability": "math",
+            "reward_model": {"style": "rule", "ground_truth": a},
+            "extra_info": {"split": split, "index": i, "question": q, "answer": a},
+        }
+        for i, (q, a) in enumerate(zip(prompts, answers, strict=True))
+    ]
+
+
+def warm_start(model: Any, task: Any, steps: int, seed: int) -> float:
+    """Teacher-forced cross-entropy on correct answers for `steps` steps; returns the last loss."""
+    import numpy as np
+    import torch
+
+    from verl_maxpo.addition_task import response_log_probs
+
+    rng = np.random.default_rng([seed, 2])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    loss = torch.tensor(float("nan"))
+    for _ in range(steps):
+        prompt_ids, target_ids = task.encode(task.train_pairs(rng, 64), torch.device("cpu"))
+        loss = -response_log_probs(model, prompt_ids, target_ids).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return loss.item()
+
+
+def build(out: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    """Write every asset into `out` (an empty folder); returns the manifest."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from verl_maxpo.addition_task import AdditionTask, build_policy
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    task = AdditionTask(opts["digits"], opts["test_prompts"], opts["seed"])
+    model = build_policy(task, opts["seed"], torch.device("cpu"))
+    loss = warm_start(model, task, opts["warm_steps"], opts["seed"])
+    model.generation_config.eos_token_id = task.eos
+    model.generation_config.pad_token_id = task.pad
+    model.save_pretrained(out / "model")
+    task.tokenizer.chat_template = CHAT_TEMPLATE
+    task.tokenizer.save_pretrained(out / "model")
+
+    train = task.train_pairs(np.random.default_rng([opts["seed"], 3]), opts["train_prompts"])
+    (out / "data").mkdir()
+    pd.DataFrame(_rows(task, train, "train")).to_parquet(out / "data/train.parquet")
+    pd.DataFrame(_rows(task, task.val_pairs, "test")).to_parquet(out / "data/test.parquet")
+    shutil.copyfile(Path(__file__).parent / "cpu" / "tiny_reward.py", out / "reward.py")
+    manifest = {
+        "options": opts,
+        "data_source": DATA_SOURCE,
+        "response_length": task.response_len,
+        "warm_start_loss": round(loss, 4),
+        "build_seconds": round(time.perf_counter() - t0, 2),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def existing_manifest(out: Path) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or not all((out / f).is_file() for f in FILES):
+        return None
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.out.strip():
+        print("tiny-assets: --out is empty", file=sys.stderr)
+        return 2
+    out = Path(args.out).expanduser().absolute()
+    opts = options(args)
+    room = 10 ** (2 * args.digits) // 2  # AdditionTask holds out distinct pairs from at most half of all pairs
+    if args.test_prompts > room:
+        print(
+            f"tiny-assets: --test-prompts {args.test_prompts} is too many for {args.digits}-digit operands "
+            f"(at most {room})",
+            file=sys.stderr,
+        )
+        return 2
+    if out.exists() and not out.is_dir():
+        print(f"tiny-assets: --out {out} exists and is not a folder", file=sys.stderr)
+        return 2
+    if out.is_dir() and any(out.iterdir()):
+        manifest = existing_manifest(out)
+        if manifest is None:
+            print(
+                f"tiny-assets: --out {out} is not empty and holds no tiny assets; refusing to write there",
+                file=sys.stderr,
+            )
+            return 2
+        if manifest.get("options") != opts:
+            print(
+                f"tiny-assets: {out} holds tiny assets built with other options {manifest.get('options')}; "
+                "use another --out or the same options",
+                file=sys.stderr,
+            )
+            return 2
+        print(f"tiny-assets: reusing {out} (built with the same options)")
+        return 0
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        print(f"tiny-assets: cannot create {out}: {parent} is not a writable folder", file=sys.stderr)
+        return 2
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # Build beside the target and rename at the end: an interrupted build leaves no half-written DIR.
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            manifest = build(tmp, opts)
+            if out.is_dir():
+                out.rmdir()  # empty (checked above)
+            tmp.rename(out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as err:
+        print(f"tiny-assets: cannot write {out}: {err}", file=sys.stderr)
+        return 1
+    print(f"tiny-assets: wrote {out} in {manifest['build_seconds']} s (warm-start loss {manifest['warm_start_loss']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
