@@ -80,6 +80,7 @@ _vm_managed_key() {
     trainer.nnodes) echo "NNODES" ;;
     trainer.experiment_name | trainer.validation_data_dir) echo "OUT_DIR" ;;
     trainer.default_local_dir) echo "CKPT_DIR" ;;
+    tiny_assets) echo "TINY_ASSETS" ;;
     reward.sandbox_fusion.url) echo "SANDBOX_URL" ;;
     reward.custom_reward_function.path | reward.custom_reward_function.name)
       # The code recipes choose the scorer (sandbox or guarded local execution); other tasks may set their own.
@@ -91,8 +92,9 @@ _vm_managed_key() {
 }
 
 # verl_maxpo_launch <recipe dir> <recipe name> [hydra overrides...]
-# Reads MODEL_PATH DATA_DIR NGPUS NNODES K N VAL_N SEED OUT_DIR CKPT_DIR PYTHON, and the optional array
-# VM_EXTRA_OVERRIDES (task-specific overrides set by the caller).
+# Reads MODEL_PATH DATA_DIR NGPUS NNODES K N VAL_N SEED OUT_DIR CKPT_DIR PYTHON, and optionally from the caller:
+# VM_EXTRA_OVERRIDES (array: task-specific hydra overrides), VM_EXTRA_ENV (array: NAME=VALUE for the verl process),
+# VM_TRAIN_FILE / VM_VAL_FILE (data outside $DATA_DIR/<task>/) and VM_PREPARE_HINT (how to make missing data).
 verl_maxpo_launch() {
   local recipe_dir=$1
   shift
@@ -167,7 +169,8 @@ verl_maxpo_launch() {
     return 0
   fi
 
-  local train_file=$DATA_DIR/$task/train.parquet val_file=$DATA_DIR/$task/test.parquet
+  # A task whose data does not live at $DATA_DIR/<task>/ (the tiny CPU task) sets VM_TRAIN_FILE / VM_VAL_FILE.
+  local train_file=${VM_TRAIN_FILE:-$DATA_DIR/$task/train.parquet} val_file=${VM_VAL_FILE:-$DATA_DIR/$task/test.parquet}
   local cmd=(
     "$PYTHON" -m verl.trainer.main_ppo
     --config-path "$recipe_dir" --config-name "$config"
@@ -202,17 +205,23 @@ verl_maxpo_launch() {
   shown=${shown% }
   [[ -n $secret ]] && shown=${shown//"$secret"/***}
 
+  # Environment the verl process needs beyond the file logger (VM_EXTRA_ENV, e.g. VERL_PLATFORM=cpu for the tiny task).
+  local env_shown="" pair
+  for pair in ${VM_EXTRA_ENV[@]+"${VM_EXTRA_ENV[@]}"}; do
+    env_shown+="$(printf '%q' "$pair") "
+  done
+
   if [[ ${DRY_RUN:-0} == 1 ]]; then
     echo "# run dir: $run_dir"
     [[ -n $secret ]] && echo "# SANDBOX_URL credentials shown as ***; the real run passes them to verl"
-    echo "VERL_FILE_LOGGER_PATH=$(printf '%q' "$run_dir/train_log.jsonl") $shown"
+    echo "${env_shown}VERL_FILE_LOGGER_PATH=$(printf '%q' "$run_dir/train_log.jsonl") $shown"
     return 0
   fi
 
   local file
   for file in "$train_file" "$val_file"; do
     if [[ $file != *://* && ! -f ${file/#\~/$HOME} ]]; then
-      _vm_die "missing $file; prepare it with: python scripts/prepare_$task.py --out-dir $DATA_DIR/$task"
+      _vm_die "missing $file; ${VM_PREPARE_HINT:-prepare it with: python scripts/prepare_$task.py --out-dir $DATA_DIR/$task}"
     fi
   done
 
@@ -233,11 +242,14 @@ verl_maxpo_launch() {
   # The run_folder module of this checkout, whichever verl_maxpo the interpreter has installed.
   PYTHONPATH=$VM_ROOT${PYTHONPATH:+:$PYTHONPATH} "$PYTHON" "${claim[@]}" || exit 2
 
+  for pair in ${VM_EXTRA_ENV[@]+"${VM_EXTRA_ENV[@]}"}; do
+    export "${pair?}"
+  done
   export VERL_FILE_LOGGER_PATH=$run_dir/train_log.jsonl
   echo "run dir: $run_dir"
   {
     echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) launch ==="
-    echo "$shown"
+    echo "${env_shown}$shown"
   } | tee -a "$run_dir/console.log"
   local status=0
   "${cmd[@]}" 2>&1 | _vm_redact_stream "$secret" | tee -a "$run_dir/console.log" || status=$? # pipefail: verl's status

@@ -2,7 +2,8 @@
 # A/B(/C/D) run: several advantage estimators on one task, with the same seed, data and prompt order, each in its
 # own folder (named after its estimator) under one OUT_DIR; ends by printing the `verl-maxpo report` command.
 #
-#   bash scripts/ab_launch.sh gsm8k [hydra overrides for every arm...]      # tasks: gsm8k, math, code
+#   bash scripts/ab_launch.sh gsm8k [hydra overrides for every arm...]      # tasks: gsm8k, math, code, tiny
+#   OUT_DIR=runs bash scripts/ab_launch.sh tiny                              # verl's trainer on a CPU, minutes
 #   ARMS="maxpo pkpo pkpo_loo grpo" K=8 SEED=2 OUT_DIR=/shared/ab bash scripts/ab_launch.sh math
 #   DRY_RUN=1 bash scripts/ab_launch.sh math                                 # print every command; run nothing
 #
@@ -25,6 +26,7 @@ declare -A TASK_DIRS=(
   [gsm8k]=math
   [math]=math
   [code]=code
+  [tiny]=tiny
 )
 # arm -> "recipe suffix[ estimator override]"; the run folder is named after the effective estimator.
 declare -A ARM_RECIPES=(
@@ -94,6 +96,18 @@ for arm in "${run_arms[@]}"; do
 done
 
 out_root=$(dirname "${dirs[0]}")
+report=(verl-maxpo report "${dirs[@]}" --out "$out_root/report")
 echo
-echo "# compare the arms (run once all have finished):"
-echo "verl-maxpo report$(printf ' %q' "${dirs[@]}") --out $(printf '%q' "$out_root/report")"
+if [[ $task == tiny && ${DRY_RUN:-0} != 1 && $RUN_ARMS == "$ARMS" ]]; then
+  # The CPU task finishes in minutes, so its report is made right away.
+  echo "# the report over every arm:"
+  printf '%q' "${report[0]}"
+  printf ' %q' "${report[@]:1}"
+  echo
+  "${PYTHON:-python3}" -m verl_maxpo "${report[@]:1}"
+else
+  echo "# compare the arms (run once all have finished):"
+  printf '%q' "${report[0]}"
+  printf ' %q' "${report[@]:1}"
+  echo
+fi

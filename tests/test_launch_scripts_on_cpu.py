@@ -303,3 +303,44 @@ def test_ab_arms_each_get_a_folder_named_after_their_estimator(tmp_path):
     assert "algorithm.adv_estimator=pkpo_loo" in commands[2]
     assert not any("adv_estimator" in a for i in (0, 1, 3) for a in commands[i])
     assert lines[-1] == "verl-maxpo report " + " ".join(f"{out}/{n}" for n in names) + f" --out {out}/report"
+
+
+def test_tiny_ab_dry_run_runs_every_arm_on_the_cpu_platform_and_verl_composes_it(tmp_path):
+    """`ab_launch.sh tiny` (verl's trainer on a CPU): every arm's command carries the CPU platform's environment and
+    the tiny assets' paths, builds nothing in a dry run, and the printed command composes through verl."""
+    assets = tmp_path / "assets"
+    proc = launch(
+        AB, "tiny", DRY_RUN="1", PYTHON=sys.executable, OUT_DIR=str(tmp_path / "out"), TINY_ASSETS=str(assets),
+        ARMS="maxpo pkpo pkpo_loo grpo",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    commands = [line for line in proc.stdout.splitlines() if line.startswith("VERL_PLATFORM=cpu ")]
+    assert len(commands) == 4
+    runs = ["tiny_maxpo_k2_seed1", "tiny_pkpo_k2_seed1", "tiny_pkpo_loo_k2_seed1", "tiny_grpo_seed1"]
+    for command, run in zip(commands, runs, strict=True):
+        argv = shlex.split(command)
+        assert argv[:4] == [
+            "VERL_PLATFORM=cpu",
+            "OMP_NUM_THREADS=1",
+            "RAY_ADDRESS=local",
+            f"VERL_FILE_LOGGER_PATH={tmp_path}/out/{run}/train_log.jsonl",
+        ]
+        assert f"data.train_files={assets}/data/train.parquet" in argv
+        assert f"actor_rollout_ref.model.path={assets}/model" in argv and f"tiny_assets={assets}" in argv
+        assert f"trainer.validation_data_dir={tmp_path}/out/{run}/val" in argv
+    assert "algorithm.adv_estimator=pkpo_loo" in shlex.split(commands[2])
+    report = proc.stdout.strip().splitlines()[-1]
+    assert (
+        report == "verl-maxpo report " + " ".join(f"{tmp_path}/out/{r}" for r in runs) + f" --out {tmp_path}/out/report"
+    )
+    assert not assets.exists() and not (tmp_path / "out").exists()  # a dry run builds and touches nothing
+
+    argv = shlex.split(commands[0])
+    env = {**os.environ, **dict(a.split("=", 1) for a in argv[:4])}
+    composed = subprocess.run([*argv[4:], "--cfg", "job"], capture_output=True, text=True, env=env, timeout=240)
+    assert composed.returncode == 0, composed.stderr[-3000:]
+    cfg = OmegaConf.create(composed.stdout)
+    OmegaConf.resolve(cfg)
+    assert cfg.algorithm.adv_estimator == "maxpo" and cfg.algorithm.maxpo.k == 2
+    assert cfg.actor_rollout_ref.rollout.name == "hf_cpu" and cfg.trainer.device == "cpu"
+    assert cfg.reward.custom_reward_function.path == f"{assets}/reward.py"

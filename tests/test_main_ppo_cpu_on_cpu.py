@@ -36,41 +36,53 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def run_main_ppo(recipe: str, assets: Path, run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    """One main_ppo run in its own process group and Ray cluster; everything is killed on timeout."""
-    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must stay under ~107 chars
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        "VERL_PLATFORM": "cpu",
-        "OMP_NUM_THREADS": "1",
-        "RAY_ADDRESS": "local",  # never join another Ray cluster on this machine
-        "VERL_FILE_LOGGER_PATH": str(run_dir / "train_log.jsonl"),
-        "VERL_MAXPO_TRACE_DIR": str(run_dir / "trace"),
-    }
-    cmd = [
-        sys.executable, "-m", "verl.trainer.main_ppo",
-        "--config-path", str(REPO / "recipes" / "tiny"), "--config-name", recipe,
-        f"tiny_assets={assets}", f"trainer.validation_data_dir={run_dir / 'val'}",
-        f"+ray_kwargs.ray_init._temp_dir={ray_tmp}", *overrides,
-    ]  # fmt: skip
+def run_in_own_group(cmd: list[str], env: dict[str, str], cwd: Path, what: str) -> subprocess.CompletedProcess:
+    """Run `cmd` in its own process group; on timeout, and afterwards, everything in that group is killed."""
     proc = subprocess.Popen(
-        cmd, cwd=run_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
     try:
         out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
-        pytest.fail(f"main_ppo {recipe} ran over {RUN_TIMEOUT_S} s:\n{out[-4000:]}")
+        pytest.fail(f"{what} ran over {RUN_TIMEOUT_S} s:\n{out[-4000:]}")
     finally:
         try:  # the run's own Ray processes share its process group; nothing else is touched
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    (run_dir / "output.txt").write_text(out)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
+
+
+def cpu_env(trace_dir: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "VERL_PLATFORM": "cpu",
+        "OMP_NUM_THREADS": "1",
+        "RAY_ADDRESS": "local",  # never join another Ray cluster on this machine
+        "VERL_MAXPO_TRACE_DIR": str(trace_dir),
+        **extra,
+    }
+
+
+def run_main_ppo(recipe: str, assets: Path, run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """One main_ppo run in its own process group and Ray cluster; everything is killed on timeout."""
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must stay under ~107 chars
+    env = cpu_env(run_dir / "trace", VERL_FILE_LOGGER_PATH=str(run_dir / "train_log.jsonl"))
+    cmd = [
+        sys.executable, "-m", "verl.trainer.main_ppo",
+        "--config-path", str(REPO / "recipes" / "tiny"), "--config-name", recipe,
+        f"tiny_assets={assets}", f"trainer.validation_data_dir={run_dir / 'val'}",
+        f"+ray_kwargs.ray_init._temp_dir={ray_tmp}", *overrides,
+    ]  # fmt: skip
+    try:
+        proc = run_in_own_group(cmd, env, run_dir, f"main_ppo {recipe}")
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    (run_dir / "output.txt").write_text(proc.stdout)
+    return proc
 
 
 def train_steps(run_dir: Path) -> list[dict]:
@@ -78,8 +90,9 @@ def train_steps(run_dir: Path) -> list[dict]:
     return [r for r in rows if "actor/pg_loss" in r.get("data", {})]
 
 
-def traced(run_dir: Path, name: str) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "trace" / name).read_text().splitlines()]
+def traced(run_dir: Path, name: str, trace_dir: Path | None = None) -> list[dict]:
+    path = (trace_dir or run_dir / "trace") / name
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def group_sums(uid: list[str], adv: torch.Tensor) -> list[float]:
@@ -89,7 +102,7 @@ def group_sums(uid: list[str], adv: torch.Tensor) -> list[float]:
     return list(sums.values())
 
 
-def check_common(run_dir: Path, proc: subprocess.CompletedProcess) -> list[dict]:
+def check_common(run_dir: Path, proc: subprocess.CompletedProcess, trace_dir: Path | None = None) -> list[dict]:
     assert proc.returncode == 0, proc.stdout[-6000:]
     steps = train_steps(run_dir)
     assert [s["step"] for s in steps] == [1, 2], steps
@@ -101,11 +114,11 @@ def check_common(run_dir: Path, proc: subprocess.CompletedProcess) -> list[dict]
     first = [json.loads(line) for line in dumps[0].read_text().splitlines()]
     assert len(first) == 16 * 4  # 16 test prompts x val_kwargs.n 4
     assert {"input", "output", "score"} <= set(first[0])
-    syncs = traced(run_dir, "weights.jsonl")
+    syncs = traced(run_dir, "weights.jsonl", trace_dir)
     assert len(syncs) == 3  # before step 1, after step 1, after step 2
     assert syncs[0]["max_abs_change"] == 0.0
     assert syncs[-1]["max_abs_change"] > 1e-4, "the rollout's weights did not change after the updates"
-    records = traced(run_dir, "advantages.jsonl")
+    records = traced(run_dir, "advantages.jsonl", trace_dir)
     assert len(records) == 2
     return records
 
@@ -126,9 +139,19 @@ def test_main_ppo_trains_maxpo_on_cpu(assets: Path, tmp_path: Path) -> None:
         assert max(abs(s) for s in group_sums(rec["uid"], used)) < 1e-5
 
 
-def test_main_ppo_trains_grpo_on_cpu(assets: Path, tmp_path: Path) -> None:
-    proc = run_main_ppo("tiny_grpo", assets, tmp_path)
-    records = check_common(tmp_path, proc)
+def test_ab_launcher_trains_grpo_on_cpu_and_reports(assets: Path, tmp_path: Path) -> None:
+    """The user's path: `scripts/ab_launch.sh tiny` (here its grpo arm) builds nothing new (assets exist), runs
+    preflight, claims the run folder, trains through main_ppo and writes the report over the arm."""
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    out_dir = tmp_path / "runs"
+    env = cpu_env(tmp_path / "trace", ARMS="grpo", OUT_DIR=str(out_dir), TINY_ASSETS=str(assets), PYTHON=sys.executable)
+    cmd = ["bash", str(REPO / "scripts" / "ab_launch.sh"), "tiny", f"+ray_kwargs.ray_init._temp_dir={ray_tmp}"]
+    try:
+        proc = run_in_own_group(cmd, env, tmp_path, "ab_launch.sh tiny")
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    run_dir = out_dir / "tiny_grpo_seed1"
+    records = check_common(run_dir, proc, tmp_path / "trace")
     for rec in records:
         assert rec["estimator"] == "grpo"
         scores = np.array(rec["score"])
@@ -136,6 +159,11 @@ def test_main_ppo_trains_grpo_on_cpu(assets: Path, tmp_path: Path) -> None:
         means = {u: scores[uid == u].mean() for u in set(rec["uid"])}
         expected = scores - np.array([means[u] for u in rec["uid"]])  # norm_adv_by_std_in_grpo: false
         np.testing.assert_allclose(rec["advantage"], expected, atol=1e-6)
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert (meta["adv_estimator"], meta["n"], meta["k"], meta["config_name"]) == ("grpo", 4, None, "tiny_grpo")
+    assert "=== " in (run_dir / "console.log").read_text()
+    report = (out_dir / "report" / "report.md").read_text()
+    assert "tiny_grpo_seed1" in report and "pass@1" in report
 
 
 def test_main_ppo_fails_fast_when_ray_cannot_place_bundles(assets: Path, tmp_path: Path) -> None:
