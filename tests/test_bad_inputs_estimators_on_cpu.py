@@ -196,3 +196,67 @@ def test_bench_comma_and_space_lists_are_the_same(run_cli) -> None:
     assert outcome.code == 0, f"OTHER: {outcome.text[-800:]}"
     names = {r["estimator"] for r in json.loads(outcome.out)["rows"]}
     assert names == {"maxpo", "pkpo_loo", "pkpo", "grpo_vectorized"}, f"SILENT: {names}"
+
+
+# `verl-maxpo variance` (new in this change): a tiny grid first, so that a case the parser fails to refuse is fast;
+# argparse keeps the last occurrence of an option, so each case's own value wins.
+TINY = ["--p", "0.5", "--n", "4", "--k", "2", "--ratio", "1", "--laws", "binary"]
+
+# (id, arguments after --out, needles)
+VARIANCE_REFUSED = [
+    ("p-zero", ["--p", "0"], ["--p", "(0, 1)"]),
+    ("p-one", ["--p", "0.2,1"], ["--p", "(0, 1)"]),
+    ("p-nan", ["--p", "nan"], ["--p", "finite"]),
+    ("p-empty", ["--p", ","], ["--p needs at least one value"]),
+    ("p-word", ["--p", "half"], ["--p", "half"]),
+    ("n-one", ["--n", "1"], ["--n", "at least 2"]),
+    ("n-huge", ["--n", "100"], ["--n", "at most 64"]),
+    ("n-float", ["--n", "8.0"], ["--n", "8.0"]),
+    ("k-one", ["--k", "1"], ["--k", "at least 2"]),
+    ("k-not-below-n", ["--n", "4", "--k", "4,8"], ["no cell has K < n"]),
+    ("ratio-zero", ["--ratio", "0"], ["--ratio", "(0, 1000]"]),
+    ("ratio-negative", ["--ratio", "-2"], ["--ratio"]),
+    ("ratio-inf", ["--ratio", "inf"], ["--ratio", "finite"]),
+    ("laws-unknown", ["--laws", "gaussian"], ["--laws: unknown gaussian", "binary, partial4"]),
+    ("laws-empty", ["--laws", ","], ["--laws needs at least one name"]),
+    ("noise-negative", ["--noise", "-1"], ["--noise", "[0, 1e+06]"]),
+    ("noise-nan", ["--noise", "nan"], ["--noise", "finite"]),
+]
+
+
+@pytest.mark.parametrize(("args", "needles"), [c[1:] for c in VARIANCE_REFUSED], ids=[c[0] for c in VARIANCE_REFUSED])
+def test_variance_refuses(run_cli, tmp_path, args: list[str], needles: list[str]) -> None:
+    outcome = run_cli("variance", "--out", tmp_path / "map", *TINY, *args)
+    _classify_refusal(outcome, needles)
+    assert not (tmp_path / "map").exists(), "SILENT: wrote outputs for a refused command"
+
+
+def test_variance_needs_out(run_cli) -> None:
+    _classify_refusal(run_cli("variance", *TINY), ["--out"])
+
+
+@pytest.mark.parametrize("case", ["out-is-a-file", "out-has-foreign-files", "out-parent-missing"])
+def test_variance_out_folder_refusals_leave_files_as_they_were(run_cli, tmp_path, case: str) -> None:
+    target = tmp_path / "map"
+    if case == "out-is-a-file":
+        target.write_text("keep me")
+    elif case == "out-has-foreign-files":
+        target.mkdir()
+        (target / "notes.txt").write_text("keep me")
+    else:
+        target = tmp_path / "missing" / "map"
+    before = sorted(
+        (p.relative_to(tmp_path).as_posix(), p.read_bytes() if p.is_file() else b"") for p in tmp_path.rglob("*")
+    )
+    _classify_refusal(run_cli("variance", "--out", target, *TINY), ["--out", str(target)])
+    after = sorted(
+        (p.relative_to(tmp_path).as_posix(), p.read_bytes() if p.is_file() else b"") for p in tmp_path.rglob("*")
+    )
+    assert after == before, "DATA_LOST: files changed"
+
+
+def _classify_refusal(outcome, needles: list[str]) -> None:
+    assert "Traceback" not in outcome.text, f"RAW_TRACEBACK:\n{outcome.text}"
+    assert outcome.code != 0, f"SILENT: exit 0\n{outcome.text[-500:]}"
+    missing = [n for n in needles if n.lower() not in outcome.text.lower()]
+    assert not missing, f"OTHER: message lacks {missing}:\n{outcome.text[-800:]}"

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("verl_maxpo.check", "check that verl finds the `maxpo` and `pkpo` estimators"),
     "report": ("verl_maxpo.report", "unbiased pass@k / max@k report from verl validation dumps"),
     "bench": ("verl_maxpo.bench", "time maxpo/pkpo against verl's estimators"),
+    "variance": ("verl_maxpo.variance", "exact gradient-variance map: maxpo vs pkpo vs pkpo_loo (heatmaps, JSON)"),
     "demo": ("verl_maxpo.demo", "CPU end-to-end A/B: maxpo vs grpo vs pkpo on a synthetic task"),
 }
 
