@@ -250,3 +250,13 @@ def test_nan_reward_and_missing_index() -> None:
         verl_adapter.compute_maxpo_outcome_advantage(
             data.batch["token_level_rewards"], data.batch["response_mask"], data.non_tensor_batch["uid"][:-1]
         )
+
+
+def test_options_follow_interpolations_and_later_edits_of_the_config() -> None:
+    cfg = OmegaConf.create({"x": 2, "maxpo": {"k": "${x}", "norm_by_std": False}})  # the public, resolving path
+    torch.testing.assert_close(_run(cfg), _run({"maxpo": {"k": 2}}))
+    cfg.maxpo.k = 3  # a plain value now: the fast node path, which must see the edit (nothing is cached)
+    torch.testing.assert_close(_run(cfg), _run({"maxpo": {"k": 3}}))
+    cfg.maxpo.norm_by_std = True
+    torch.testing.assert_close(_run(cfg), _run({"maxpo": {"k": 3, "norm_by_std": True}}))
+    assert verl_adapter.maxpo_options(OmegaConf.create({"maxpo": None})) == (4, False)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.nodes import ValueNode
 from verl.trainer.ppo import core_algos
 
 from verl_maxpo.estimators import (
@@ -56,6 +57,32 @@ def _as_dict(section: Any) -> dict[str, Any]:
     )
 
 
+_SLOW = object()
+
+
+def _plain_block_fast(config: DictConfig) -> Any:
+    """`algorithm.maxpo` of a DictConfig as a dict of plain values through OmegaConf's node API, or _SLOW.
+
+    Public access (`.get` + `to_container`) costs about 20 us per call, a quarter of a whole grpo_vectorized call
+    on a small batch; this reads the same nodes in about 4 us. Anything unusual (interpolations, missing values,
+    a block that is not a plain mapping, an OmegaConf without these internals) takes the public path instead.
+    """
+    try:
+        node = config._get_node("maxpo", validate_access=False)
+        if node is None:
+            return None
+        if not isinstance(node, DictConfig) or node._is_none() or node._is_interpolation() or node._is_missing():
+            return _SLOW
+        block = {}
+        for key, child in node._content.items():
+            if not isinstance(child, ValueNode) or child._is_interpolation() or child._is_missing():
+                return _SLOW
+            block[key] = child._value()
+        return block
+    except Exception:  # noqa: BLE001  an OmegaConf version without these internals: the public path
+        return _SLOW
+
+
 def maxpo_options(config: Any, estimator: str = "maxpo") -> tuple[int, bool]:
     """Read and check (k, norm_by_std) from an algorithm config: None, dict, DictConfig or verl's AlgoConfig.
 
@@ -63,8 +90,12 @@ def maxpo_options(config: Any, estimator: str = "maxpo") -> tuple[int, bool]:
         ValueError: the block is not a mapping, has a key other than k / norm_by_std, or a value is invalid;
             the message names the option (`algorithm.maxpo.k`, ...).
     """
-    section = _lookup(config, "maxpo")
-    options = {} if section is None else _as_dict(section)
+    options = _plain_block_fast(config) if isinstance(config, DictConfig) else _SLOW
+    if options is _SLOW:
+        section = _lookup(config, "maxpo")
+        options = {} if section is None else _as_dict(section)
+    elif options is None:
+        options = {}
     unknown = sorted(str(key) for key in options if key not in OPTION_KEYS)
     if unknown:
         raise ValueError(
