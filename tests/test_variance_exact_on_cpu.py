@@ -132,7 +132,7 @@ def test_command_writes_every_cell_and_replaces_its_own_outputs(run_cli, tmp_pat
     assert keys == {(p, n, k, r) for p in (0.1, 0.5) for n, k in ((4, 2), (8, 2), (8, 4)) for r in (1.0, 2.0)}
     cell = next(c for c in payload["cells"] if (c["p"], c["n"], c["k"], c["ratio"]) == (0.5, 8, 4, 1.0))
     mean, trace = variance.exact_moments("pkpo_loo", "binary", 0.5, 8, 4, 1.0)
-    assert cell["rel_var"]["pkpo_loo"] == pytest.approx(trace / mean**2, rel=1e-12)
+    assert cell["rel_var"]["pkpo_loo"] == pytest.approx(trace / mean**2, rel=1e-8)  # stored to 9 digits
     assert sorted(f.name for f in out.iterdir()) == [
         "heatmap_binary_maxpo_over_pkpo.png",
         "heatmap_binary_maxpo_over_pkpo_loo.png",

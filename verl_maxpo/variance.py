@@ -198,11 +198,16 @@ def compute_map(
                                 n,
                                 k,
                                 float(ratio),
-                                {e: float(rel[e][i, j]) for e in estimators},
-                                {e: float(mean[e][i, j]) for e in estimators},
+                                {e: _sig(rel[e][i, j]) for e in estimators},
+                                {e: _sig(mean[e][i, j]) for e in estimators},
                             )
                         )
     return cells
+
+
+def _sig(x: float) -> float:
+    """x to 9 significant digits: the map is exact, but its JSON need not carry float noise."""
+    return float(f"{x:.9g}")
 
 
 def monte_carlo_moments(
@@ -453,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
         (tmp / "summary.md").write_text(
             summary_markdown(cells, " ".join(shown), seconds, args.p, args.n, args.k, args.ratio, args.laws)
         )
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the map is an ordinary folder
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.resolve().parent))
             out.rename(old / "previous")
