@@ -1,4 +1,4 @@
-"""`verl-maxpo bench`: the cost of `maxpo`/`pkpo` against verl's built-in outcome estimators.
+"""`verl-maxpo bench`: the cost of `maxpo`/`pkpo`/`pkpo_loo` against verl's built-in outcome estimators.
 
 Every estimator is looked up in verl's registry (`core_algos.get_adv_estimator_fn`) and called the way verl's
 trainer calls it: token_level_rewards (B, L), response_mask (B, L), index (B,) numpy object array of uuid strings
@@ -421,7 +421,7 @@ def _known_estimators() -> list[str]:
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="verl-maxpo bench",
-        description="Time maxpo/pkpo against verl's grpo, grpo_vectorized, rloo, rloo_vectorized and grpo_passk "
+        description="Time maxpo/pkpo/pkpo_loo against verl's grpo, grpo_vectorized, rloo, rloo_vectorized, grpo_passk "
         "through verl's estimator registry, with peak extra memory, on CPU and CUDA when present.",
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds; for tests and smoke checks)")

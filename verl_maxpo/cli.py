@@ -3,6 +3,7 @@
 verl-maxpo check     is `maxpo` registered in verl? (fresh process, says why not)
 verl-maxpo report    unbiased pass@k / max@k tables and curves from verl validation dumps
 verl-maxpo bench     estimator cost against verl's built-in estimators
+verl-maxpo variance  exact gradient-variance map of maxpo vs pkpo vs pkpo_loo
 verl-maxpo demo      end-to-end MaxPO vs GRPO vs PKPO A/B on a CPU in minutes
 """
 
