@@ -129,8 +129,8 @@ def _exclusive_suffix(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-# Group sizes up to this use one (n, n) matrix per (n, k, estimator): a single matmul per size class. Larger
-# groups use prefix/suffix sums (O(n) memory and work per group, and the shift below for accuracy).
+# Group sizes up to this can use one (n, n) matrix per (n, k, estimator): a single product per size class (on
+# CPU only for tiny batches, see _sorted_advantage). Otherwise prefix/suffix sums: O(n) memory and work per group.
 MATRIX_MAX_N = 64
 _SMALL_PRODUCT = 32768  # G * n * n below this: stay below torch's parallel grain size (see _sorted_advantage)
 ESTIMATORS = ("maxpo", "pkpo", "pkpo_loo")
@@ -166,7 +166,9 @@ def _advantage_matrix(n: int, k: int, estimator: str, device: torch.device) -> t
 
 @functools.lru_cache(maxsize=512)
 def _device_weights(n: int, k: int, estimator: str, device: torch.device) -> tuple[torch.Tensor, ...]:
-    return tuple(w.to(device) for w in _rank_weights(n, k, estimator))
+    """(own, above - above_b, below_b) of `_rank_weights` on `device`."""
+    own, above, below_b, above_b = _rank_weights(n, k, estimator)
+    return own.to(device), (above - above_b).to(device), below_b.to(device)
 
 
 def _sorted_advantage(r_sorted: torch.Tensor, k: int, estimator: str) -> torch.Tensor:
@@ -178,18 +180,18 @@ def _sorted_advantage(r_sorted: torch.Tensor, k: int, estimator: str) -> torch.T
     # exact weights did the rest).
     best = r_sorted[:, -1:]
     shifted = r_sorted - best
-    if n <= MATRIX_MAX_N:
+    on_cpu = shifted.device.type == "cpu"
+    if n <= MATRIX_MAX_N and (not on_cpu or shifted.shape[0] * n * n < _SMALL_PRODUCT):
         matrix = _advantage_matrix(n, k, estimator, r_sorted.device)
-        if shifted.shape[0] * n * n < _SMALL_PRODUCT and shifted.device.type == "cpu":
-            # Tiny batches: a broadcast multiply and sum, which torch runs on one thread. A float64 matmul goes to
-            # the BLAS, whose threads cost a scheduler tick each when the CPU is busy: we measured 4 x 32 rewards
-            # taking 16 ms instead of 5 us at load 8 on 2 cores.
-            a = (shifted.unsqueeze(-1) * matrix).sum(1)
-        else:
-            a = shifted @ matrix
+        # On CPU a broadcast multiply and sum, which torch runs on one thread at this size. A float64 matmul goes
+        # to the BLAS, and any op big enough to run on several threads costs a scheduler tick per thread when the
+        # CPU is busy: at load 7 on 2 cores we measured 32 ms for such a product where this takes microseconds.
+        a = shifted @ matrix if not on_cpu else (shifted.unsqueeze(-1) * matrix).sum(1)
     else:
-        own, above, below_b, above_b = _device_weights(n, k, estimator, r_sorted.device)
-        a = own * shifted + _exclusive_suffix((above - above_b) * shifted) - _exclusive_prefix(below_b * shifted)
+        # O(n) per group: prefix and suffix sums over (G, n), small enough per op to stay single-threaded for
+        # batches up to tens of thousands of samples.
+        own, above_minus_above_b, below_b = _device_weights(n, k, estimator, r_sorted.device)
+        a = own * shifted + _exclusive_suffix(above_minus_above_b * shifted) - _exclusive_prefix(below_b * shifted)
     if estimator == "pkpo_loo":  # the only one of the three that a shift of the rewards changes: by -shift/(n-1)
         a = a - best / (n - 1)
     return a
