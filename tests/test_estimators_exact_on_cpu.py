@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from verl_maxpo.estimators import GroupTooSmallError, max_at_k, maxpo_advantages, pkpo_advantages
+from verl_maxpo import estimators
+from verl_maxpo.estimators import (
+    GroupTooSmallError,
+    max_at_k,
+    maxpo_advantages,
+    pkpo_advantages,
+    pkpo_loo_advantages,
+)
 from verl_maxpo.groups import group_index
 
 # ---------------------------------------------------------------- brute force, straight from the definitions
@@ -57,6 +64,24 @@ def bf_pkpo(r: tuple[float, ...], k: int) -> np.ndarray:
     return np.array(out)
 
 
+def bf_pkpo_loo(r: tuple[float, ...], k: int) -> np.ndarray:
+    """PKPO's s^(loo) straight from its definition, times n/k: sample i's effective reward s_i = (k/n) q_i minus
+    the mean, over the other n-1 samples j, of s_j recomputed on the group without i; s by subset enumeration."""
+    n = len(r)
+
+    def s(values: tuple[float, ...], j: int) -> float:  # (1/C(m, k)) * sum over k-subsets containing j of max
+        m = len(values)
+        rest = values[:j] + values[j + 1 :]
+        return sum(max((values[j], *t)) for t in itertools.combinations(rest, k - 1)) / math.comb(m, k)
+
+    out = []
+    for i in range(n):
+        others = r[:i] + r[i + 1 :]
+        baseline = np.mean([s(others, j) for j in range(n - 1)])
+        out.append((s(r, i) - baseline) * n / k)
+    return np.array(out)
+
+
 def reward_sets(n: int, rng: np.random.Generator) -> dict[str, tuple[float, ...]]:
     return {
         "binary": tuple(float(x) for x in rng.integers(0, 2, n)),
@@ -91,6 +116,57 @@ def test_pkpo_equals_enumeration(n: int, k: int) -> None:
         got = pkpo_advantages(torch.tensor(r, dtype=torch.float64), [0] * n, k).numpy()
         np.testing.assert_allclose(got, bf_pkpo(r, k), atol=1e-12, err_msg=f"{kind} n={n} k={k}")
         assert (got >= -1e-12).all(), "PKPO advantages are never negative"
+
+
+@pytest.mark.parametrize(("n", "k"), CASES)
+def test_pkpo_loo_equals_enumeration_and_the_issue_formula(n: int, k: int) -> None:
+    rng = np.random.default_rng(53 * n + k)
+    for kind, r in reward_sets(n, rng).items():
+        got = pkpo_loo_advantages(torch.tensor(r, dtype=torch.float64), [0] * n, k).numpy()
+        np.testing.assert_allclose(got, bf_pkpo_loo(r, k), atol=1e-12, err_msg=f"{kind} n={n} k={k}")
+        # the issue's closed form q_i - n/(n-1) rho_k(r without i): MaxPO's baseline with a factor n/(n-1)
+        q_minus_loo = bf_maxpo(r, k)
+        loo = np.array([bf_rho(r[:i] + r[i + 1 :], k) for i in range(n)])
+        np.testing.assert_allclose(got, q_minus_loo + loo - n / (n - 1) * loo, atol=1e-12)
+        # not centered: a group sums to -n/(n-1) rho_k(r)
+        assert got.sum() == pytest.approx(-n / (n - 1) * bf_rho(r, k), abs=1e-11)
+
+
+def test_pkpo_loo_moves_by_minus_shift_over_n_minus_1() -> None:
+    r = torch.tensor([0.3, -1.2, 0.3, 2.0, 0.7, 0.0, 1.1], dtype=torch.float64)
+    base = pkpo_loo_advantages(r, [0] * 7, 3)
+    torch.testing.assert_close(pkpo_loo_advantages(r + 5.0, [0] * 7, 3), base - 5.0 / 6, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("fn", [maxpo_advantages, pkpo_advantages, pkpo_loo_advantages])
+@pytest.mark.parametrize("n", [estimators.MATRIX_MAX_N - 1, estimators.MATRIX_MAX_N + 1, 100])
+def test_matrix_and_prefix_sum_paths_agree(fn, n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    g = torch.Generator().manual_seed(n)
+    rewards = torch.cat([torch.rand(3 * n, generator=g, dtype=torch.float64), (torch.rand(n, generator=g) < 0.1)])
+    ids = np.repeat(np.arange(4), n)
+    perm = torch.randperm(4 * n, generator=g)  # non-contiguous groups: the gather/scatter path
+    for k in (1, 2, 5, n - 1):
+        if fn is pkpo_advantages and k == 1:
+            continue
+        default = fn(rewards, ids, k)
+        monkeypatch.setattr(estimators, "MATRIX_MAX_N", 0 if n <= estimators.MATRIX_MAX_N else 10**6)
+        monkeypatch.setattr(estimators, "_SMALL_PRODUCT", 10**12)  # the matrix path whatever the batch size
+        other = fn(rewards, ids, k)
+        monkeypatch.undo()
+        torch.testing.assert_close(other, default, atol=1e-12, rtol=0)
+        torch.testing.assert_close(fn(rewards[perm], ids[perm.numpy()], k), default[perm], atol=1e-13, rtol=0)
+        assert default.abs().max() > 1e-3
+
+
+def test_strided_float64_rewards() -> None:
+    table = torch.rand(24, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    column = table[:, 1]  # not contiguous
+    torch.testing.assert_close(
+        maxpo_advantages(column, [0] * 8 + [1] * 8 + [2] * 8, 3),
+        maxpo_advantages(column.contiguous(), [0] * 8 + [1] * 8 + [2] * 8, 3),
+        atol=0,
+        rtol=0,
+    )
 
 
 @pytest.mark.parametrize(("n", "k"), [(n, k) for n in range(1, 9) for k in range(1, n + 1)])
@@ -173,7 +249,7 @@ def test_pkpo_groups_do_not_sum_to_zero() -> None:
         assert (adv[sel] >= -1e-12).all()
 
 
-@pytest.mark.parametrize("fn", [maxpo_advantages, pkpo_advantages])
+@pytest.mark.parametrize("fn", [maxpo_advantages, pkpo_advantages, pkpo_loo_advantages])
 def test_permutation_equivariance(fn) -> None:
     rewards, labels, _ = _mixed_batch(1)
     adv = fn(rewards, labels, 4)
@@ -295,6 +371,8 @@ def test_group_too_small_names_size_k_and_fix() -> None:
         maxpo_advantages(torch.rand(4), [0] * 4, 4)
     with pytest.raises(ValueError, match=r"at least 5 samples"):
         pkpo_advantages(torch.rand(4), [0] * 4, 5)
+    with pytest.raises(GroupTooSmallError, match=r"pkpo_loo with k=4 needs at least 5 samples"):
+        pkpo_loo_advantages(torch.rand(4), [0] * 4, 4)
 
 
 @pytest.mark.parametrize("bad_k", [0, -2, 2.0, 2.5, "4", None, True])

@@ -13,7 +13,7 @@ import itertools
 import pytest
 import torch
 
-from verl_maxpo.estimators import maxpo_advantages, pkpo_advantages
+from verl_maxpo.estimators import maxpo_advantages, pkpo_advantages, pkpo_loo_advantages
 
 THETA = torch.tensor([0.3, -0.5, 0.9, 0.1], dtype=torch.float64)
 REWARD_TABLES = {
@@ -70,6 +70,14 @@ def test_pkpo_is_unbiased_but_not_centered(n: int, k: int, table: str) -> None:
     unique_best = (rewards == rewards.max(dim=1, keepdim=True).values).sum(dim=1) == 1
     assert unique_best.any()
     assert (adv[unique_best].sum(dim=1) > 1e-9).all()
+
+
+@pytest.mark.parametrize(("n", "k"), [(n, k) for n in (3, 5, 6) for k in range(1, n)])
+@pytest.mark.parametrize("table", list(REWARD_TABLES))
+def test_pkpo_loo_is_unbiased(n: int, k: int, table: str) -> None:
+    reward = REWARD_TABLES[table]
+    expected = expected_estimate(THETA, reward, n, k, pkpo_loo_advantages)
+    torch.testing.assert_close(expected, exact_grad_max_at_k(THETA, reward, k), atol=1e-12, rtol=1e-10)
 
 
 def test_a_biased_baseline_is_detected() -> None:

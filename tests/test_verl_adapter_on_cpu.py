@@ -18,7 +18,7 @@ from verl.trainer.ppo.ray_trainer import compute_advantage
 from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 
 from verl_maxpo import verl_adapter
-from verl_maxpo.estimators import maxpo_advantages, pkpo_advantages
+from verl_maxpo.estimators import maxpo_advantages, pkpo_advantages, pkpo_loo_advantages
 
 RESPONSE_LEN = 6
 
@@ -65,6 +65,7 @@ def scalar_advantages(data: DataProto) -> torch.Tensor:
 def test_import_verl_registers_both_names() -> None:
     assert core_algos.get_adv_estimator_fn("maxpo") is verl_adapter.compute_maxpo_outcome_advantage
     assert core_algos.get_adv_estimator_fn("pkpo") is verl_adapter.compute_pkpo_outcome_advantage
+    assert core_algos.get_adv_estimator_fn("pkpo_loo") is verl_adapter.compute_pkpo_loo_outcome_advantage
 
 
 def test_registration_is_idempotent_and_survives_reload_and_clearing() -> None:
@@ -78,7 +79,7 @@ def test_registration_is_idempotent_and_survives_reload_and_clearing() -> None:
     try:
         core_algos.ADV_ESTIMATOR_REGISTRY.clear()  # what verl's own registry test does
         reloaded.register()
-        assert {"maxpo", "pkpo"} <= set(core_algos.ADV_ESTIMATOR_REGISTRY)
+        assert {"maxpo", "pkpo", "pkpo_loo"} <= set(core_algos.ADV_ESTIMATOR_REGISTRY)
     finally:
         core_algos.ADV_ESTIMATOR_REGISTRY.clear()
         core_algos.ADV_ESTIMATOR_REGISTRY.update(saved)
@@ -149,6 +150,17 @@ def test_pkpo_through_compute_advantage_and_equal_to_grpo_passk_at_k_equals_n() 
         config=passk_cfg,
     )
     torch.testing.assert_close(scalar_advantages(out), passk[:, 0], atol=1e-6, rtol=0)
+
+
+def test_pkpo_loo_through_compute_advantage_with_hydra_composed_config() -> None:
+    algo = compose_algorithm("algorithm.adv_estimator=pkpo_loo", "+algorithm.maxpo.k=3")
+    data = make_batch(seed=5)
+    out = compute_advantage(data, adv_estimator="pkpo_loo", config=algo)
+    expected = pkpo_loo_advantages(data.batch["token_level_rewards"].sum(-1), data.non_tensor_batch["uid"], 3)
+    torch.testing.assert_close(scalar_advantages(out), expected)
+    assert not torch.allclose(
+        expected, maxpo_advantages(data.batch["token_level_rewards"].sum(-1), data.non_tensor_batch["uid"], 3)
+    )
 
 
 @pytest.mark.parametrize("name", ["rloo", "rloo_vectorized"])
@@ -232,9 +244,19 @@ def test_nan_reward_and_missing_index() -> None:
     rewards[3, 0] = float("nan")
     with pytest.raises(ValueError, match="1 of 40 rewards are NaN or infinite"):
         verl_adapter.compute_maxpo_outcome_advantage(rewards, data.batch["response_mask"], data.non_tensor_batch["uid"])
-    with pytest.raises(ValueError, match="need group ids"):
+    with pytest.raises(ValueError, match="maxpo needs group ids"):
         verl_adapter.compute_maxpo_outcome_advantage(rewards, data.batch["response_mask"], None)
     with pytest.raises(ValueError, match="got 40 rewards but 39 group ids"):
         verl_adapter.compute_maxpo_outcome_advantage(
             data.batch["token_level_rewards"], data.batch["response_mask"], data.non_tensor_batch["uid"][:-1]
         )
+
+
+def test_options_follow_interpolations_and_later_edits_of_the_config() -> None:
+    cfg = OmegaConf.create({"x": 2, "maxpo": {"k": "${x}", "norm_by_std": False}})  # the public, resolving path
+    torch.testing.assert_close(_run(cfg), _run({"maxpo": {"k": 2}}))
+    cfg.maxpo.k = 3  # a plain value now: the fast node path, which must see the edit (nothing is cached)
+    torch.testing.assert_close(_run(cfg), _run({"maxpo": {"k": 3}}))
+    cfg.maxpo.norm_by_std = True
+    torch.testing.assert_close(_run(cfg), _run({"maxpo": {"k": 3, "norm_by_std": True}}))
+    assert verl_adapter.maxpo_options(OmegaConf.create({"maxpo": None})) == (4, False)

@@ -1,4 +1,4 @@
-"""`verl-maxpo bench`: the cost of `maxpo`/`pkpo` against verl's built-in outcome estimators.
+"""`verl-maxpo bench`: the cost of `maxpo`/`pkpo`/`pkpo_loo` against verl's built-in outcome estimators.
 
 Every estimator is looked up in verl's registry (`core_algos.get_adv_estimator_fn`) and called the way verl's
 trainer calls it: token_level_rewards (B, L), response_mask (B, L), index (B,) numpy object array of uuid strings
@@ -37,9 +37,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from verl_maxpo.cli_args import flat_names, int_at_least
+
 __all__ = ["ESTIMATORS", "main", "make_inputs", "peak_rss_growth", "run_bench"]
 
-ESTIMATORS = ("maxpo", "pkpo", "grpo", "grpo_vectorized", "rloo", "rloo_vectorized", "grpo_passk")
+ESTIMATORS = ("maxpo", "pkpo", "pkpo_loo", "grpo", "grpo_vectorized", "rloo", "rloo_vectorized", "grpo_passk")
 BASELINE = "grpo_vectorized"
 DEFAULT_SHAPES = ((1024, 16), (256, 64), (64, 256), (16, 1024))
 QUICK_SHAPES = ((16, 8), (4, 32))
@@ -407,21 +409,40 @@ def format_tables(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _known_estimators() -> list[str]:
+    """Our estimators first, then every other name in verl's registry (in its order)."""
+    from verl.trainer.ppo import core_algos
+
+    import verl_maxpo.verl_adapter  # noqa: F401  (registers ours)
+
+    return list(dict.fromkeys([*ESTIMATORS, *core_algos.ADV_ESTIMATOR_REGISTRY]))
+
+
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="verl-maxpo bench",
-        description="Time maxpo/pkpo against verl's grpo, grpo_vectorized, rloo, rloo_vectorized and grpo_passk "
+        description="Time maxpo/pkpo/pkpo_loo against verl's grpo, grpo_vectorized, rloo, rloo_vectorized, grpo_passk "
         "through verl's estimator registry, with peak extra memory, on CPU and CUDA when present.",
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds; for tests and smoke checks)")
-    p.add_argument("--repeats", type=int, default=None, help=f"timed calls per row (default {DEFAULT_REPEATS})")
+    p.add_argument(
+        "--repeats", type=int_at_least(1), default=None, help=f"timed calls per row (default {DEFAULT_REPEATS})"
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CPU, plus CUDA if present")
-    p.add_argument("--estimators", nargs="+", default=list(ESTIMATORS), metavar="NAME", help="subset to time")
-    p.add_argument("--k", type=int, default=4, help="algorithm.maxpo.k for maxpo/pkpo (default 4)")
-    p.add_argument("--response-length", type=int, default=None, help="L of the (B, L) tensors (default 256)")
+    p.add_argument(
+        "--estimators",
+        nargs="+",
+        default=list(ESTIMATORS),
+        metavar="NAME",
+        help="subset to time, space- or comma-separated (any name in verl's registry)",
+    )
+    p.add_argument("--k", type=int_at_least(1), default=4, help="algorithm.maxpo.k for maxpo/pkpo/pkpo_loo (default 4)")
+    p.add_argument(
+        "--response-length", type=int_at_least(1), default=None, help="L of the (B, L) tensors (default 256)"
+    )
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int_at_least(1), default=None, help="torch.set_num_threads (default: torch's own)")
+    p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     return p
 
@@ -430,14 +451,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `verl-maxpo bench`."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    if args.repeats is not None and args.repeats < 1:
-        parser.error("--repeats must be >= 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be >= 1")
-        torch.set_num_threads(args.threads)
+    try:
+        args.estimators = flat_names(args.estimators, "--estimators", _known_estimators())
+    except argparse.ArgumentTypeError as err:
+        parser.error(str(err))
     if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: torch sees no CUDA device")
+        parser.error("--device cuda: torch sees no CUDA device (use --device cpu or auto)")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     devices = ["cpu"] if args.device == "cpu" else ["cuda"] if args.device == "cuda" else ["cpu"]
     if args.device == "auto" and torch.cuda.is_available():
         devices.append("cuda")

@@ -3,6 +3,7 @@
 verl-maxpo check     is `maxpo` registered in verl? (fresh process, says why not)
 verl-maxpo report    unbiased pass@k / max@k tables and curves from verl validation dumps
 verl-maxpo bench     estimator cost against verl's built-in estimators
+verl-maxpo variance  exact gradient-variance map of maxpo vs pkpo vs pkpo_loo
 verl-maxpo demo      end-to-end MaxPO vs GRPO vs PKPO A/B on a CPU in minutes
 """
 
@@ -18,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("verl_maxpo.check", "check that verl finds the `maxpo` and `pkpo` estimators"),
     "report": ("verl_maxpo.report", "unbiased pass@k / max@k report from verl validation dumps"),
     "bench": ("verl_maxpo.bench", "time maxpo/pkpo against verl's estimators"),
+    "variance": ("verl_maxpo.variance", "exact gradient-variance map: maxpo vs pkpo vs pkpo_loo (heatmaps, JSON)"),
     "demo": ("verl_maxpo.demo", "CPU end-to-end A/B: maxpo vs grpo vs pkpo on a synthetic task"),
     "tiny-assets": ("verl_maxpo.tiny_assets", "tiny local model + task (parquet) for verl's trainer on a CPU"),
 }

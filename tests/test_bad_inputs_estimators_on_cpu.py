@@ -1,0 +1,262 @@
+"""Bad-input corpus for the estimators' entry points: the verl adapter (`algorithm.maxpo`, the batch) and `bench`.
+
+One case per line. Adapter cases call the registered verl functions directly (that is how verl's trainer calls
+them); bench cases run `verl-maxpo bench` in-process. Every bench case carries `--quick --no-memory` so that a
+case the parser fails to refuse still finishes in seconds (and is reported as a silent run, not a hang).
+A failure message starts with its class: RAW_TRACEBACK (an exception that is not our ValueError / a traceback
+in the output), SILENT (accepted what must be refused, or a wrong value), OTHER (refused, but the message does
+not name the problem).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from verl_maxpo import estimators, verl_adapter
+
+N_GROUPS, N, LENGTH = 3, 6, 4
+
+
+def _batch(n: int = N, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    rewards = torch.zeros(N_GROUPS * n, LENGTH)
+    rewards[:, -1] = (torch.rand(N_GROUPS * n, generator=g) < 0.4).float()
+    rewards[0, -1], rewards[1, -1] = 1.0, 0.0  # never a constant first group
+    uids = np.array([str(uuid.UUID(int=i + 1)) for i in range(N_GROUPS)], dtype=object).repeat(n)
+    return {"token_level_rewards": rewards, "response_mask": torch.ones_like(rewards), "index": uids}
+
+
+def _struct(data: dict):
+    cfg = OmegaConf.create(data)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+# (id, estimator, config, batch change, needles that the ValueError must contain)
+ADAPTER_REFUSED = [
+    ("block-is-int", "maxpo", {"maxpo": 8}, None, ["algorithm.maxpo must be a mapping", "k, norm_by_std"]),
+    ("block-is-int-omegaconf", "maxpo", _struct({"maxpo": 8}), None, ["must be a mapping", "k, norm_by_std"]),
+    ("block-is-string", "maxpo", {"maxpo": "k=4"}, None, ["must be a mapping", "'k=4'"]),
+    ("block-is-list", "pkpo", {"maxpo": [4]}, None, ["must be a mapping"]),
+    ("block-is-true", "pkpo_loo", {"maxpo": True}, None, ["must be a mapping"]),
+    ("key-K-uppercase", "maxpo", {"maxpo": {"K": 8}}, None, ["unknown key(s) K", "valid keys: k, norm_by_std"]),
+    ("key-kk", "maxpo", _struct({"maxpo": {"kk": 8}}), None, ["unknown key(s) kk", "valid keys: k, norm_by_std"]),
+    ("key-typo-norm", "pkpo", {"maxpo": {"k": 2, "norm_by_sd": True}}, None, ["unknown key(s) norm_by_sd"]),
+    ("k-zero", "maxpo", {"maxpo": {"k": 0}}, None, ["algorithm.maxpo.k", ">= 1"]),
+    ("k-negative", "pkpo_loo", {"maxpo": {"k": -2}}, None, ["algorithm.maxpo.k", ">= 1"]),
+    ("k-float", "maxpo", {"maxpo": {"k": 2.5}}, None, ["algorithm.maxpo.k", "integer"]),
+    ("k-float-integral", "maxpo", {"maxpo": {"k": 2.0}}, None, ["algorithm.maxpo.k", "integer"]),
+    ("k-string", "maxpo", _struct({"maxpo": {"k": "four"}}), None, ["algorithm.maxpo.k", "'four'"]),
+    ("k-bool", "maxpo", {"maxpo": {"k": True}}, None, ["algorithm.maxpo.k", "integer"]),
+    ("k-one-for-pkpo", "pkpo", {"maxpo": {"k": 1}}, None, ["algorithm.maxpo.k", ">= 2", "pkpo"]),
+    ("k-equals-n-maxpo", "maxpo", {"maxpo": {"k": N}}, None, ["smallest group size: 6", "rollout.n", "maxpo.k"]),
+    ("k-equals-n-loo", "pkpo_loo", {"maxpo": {"k": N}}, None, ["pkpo_loo with k=6 needs at least 7", "rollout.n"]),
+    ("k-above-n-pkpo", "pkpo", {"maxpo": {"k": N + 1}}, None, ["pkpo with k=7 needs at least 7", "rollout.n"]),
+    ("norm-string", "maxpo", {"maxpo": {"norm_by_std": "yes"}}, None, ["algorithm.maxpo.norm_by_std", "'yes'"]),
+    ("norm-int", "maxpo", {"maxpo": {"norm_by_std": 1}}, None, ["algorithm.maxpo.norm_by_std", "true or false"]),
+    ("no-uid", "maxpo", None, {"index": None}, ["maxpo needs group ids", "non_tensor_batch['uid']"]),
+    ("no-uid-pkpo-loo", "pkpo_loo", None, {"index": None}, ["pkpo_loo needs group ids", "uid"]),
+    ("uid-too-short", "maxpo", None, {"index": "drop-last"}, ["18 rewards but 17 group ids"]),
+    ("float-uids", "maxpo", None, {"index": "float"}, ["group ids must be integers or strings"]),
+    ("nan-reward", "maxpo", None, {"nan": 1}, ["1 of 18 rewards are NaN or infinite"]),
+    ("inf-reward", "pkpo", None, {"nan": 2}, ["2 of 18 rewards are NaN or infinite"]),
+]
+
+
+def _call(estimator: str, config, change: dict | None):
+    batch = _batch()
+    change = change or {}
+    if "index" in change:
+        index = change["index"]
+        if index == "drop-last":
+            index = batch["index"][:-1]
+        elif index == "float":
+            index = np.arange(len(batch["index"])) // N + 0.5
+        batch["index"] = index
+    for j in range(change.get("nan", 0)):
+        batch["token_level_rewards"][j, 0] = float("nan") if j == 0 else float("inf")
+    fn = verl_adapter._ESTIMATORS.get(estimator)
+    if fn is None:
+        pytest.fail(f"OTHER: no estimator {estimator!r} registered")
+    return fn(**batch, config=config)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "config", "change", "needles"), [c[1:] for c in ADAPTER_REFUSED], ids=[c[0] for c in ADAPTER_REFUSED]
+)
+def test_adapter_refuses(estimator: str, config, change, needles: list[str]) -> None:
+    try:
+        _call(estimator, config, change)
+    except ValueError as err:
+        message = str(err)
+        missing = [n for n in needles if n not in message]
+        assert not missing, f"OTHER: message lacks {missing}: {message}"
+        return
+    except Exception as err:  # noqa: BLE001  classified, not hidden
+        pytest.fail(f"RAW_TRACEBACK: {type(err).__name__}: {err}")
+    pytest.fail("SILENT: accepted without an error")
+
+
+def _defaults_reference(estimator: str) -> torch.Tensor:
+    return _call(estimator, {"maxpo": {"k": 4, "norm_by_std": False}}, None)[0]
+
+
+# (id, estimator, config): accepted, and equal to the explicit defaults k=4, norm_by_std=false
+ADAPTER_DEFAULTS = [
+    ("no-config", "maxpo", None),
+    ("no-block", "pkpo", {"norm_adv_by_std_in_grpo": True}),
+    ("null-block", "maxpo", {"maxpo": None}),
+    ("empty-block", "pkpo_loo", _struct({"maxpo": {}})),
+    ("null-k", "maxpo", {"maxpo": {"k": None}}),
+    ("numpy-k", "maxpo", {"maxpo": {"k": np.int64(4)}}),
+    ("numpy-bool", "pkpo", {"maxpo": {"k": 4, "norm_by_std": np.False_}}),
+]
+
+
+@pytest.mark.parametrize(
+    ("estimator", "config"), [c[1:] for c in ADAPTER_DEFAULTS], ids=[c[0] for c in ADAPTER_DEFAULTS]
+)
+def test_adapter_defaults_are_exact(estimator: str, config) -> None:
+    try:
+        got = _call(estimator, config, None)[0]
+    except Exception as err:  # noqa: BLE001
+        pytest.fail(f"OTHER: refused a valid config: {type(err).__name__}: {err}")
+    want = _defaults_reference(estimator)
+    assert torch.equal(got, want), "SILENT: not the documented defaults"
+    assert want.abs().max() > 0.05
+
+
+def test_adapter_exact_pkpo_loo_value() -> None:
+    batch = _batch()
+    got = _call("pkpo_loo", {"maxpo": {"k": 2}}, None)[0][:, -1]
+    want = estimators.pkpo_loo_advantages(batch["token_level_rewards"].sum(-1), batch["index"], 2).float()
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+    assert not torch.allclose(
+        got, estimators.maxpo_advantages(batch["token_level_rewards"].sum(-1), batch["index"], 2).float()
+    )
+
+
+QUICK = ["--quick", "--no-memory", "--repeats", "1"]
+
+# (id, bench arguments, needles)
+BENCH_REFUSED = [
+    ("repeats-0", ["--repeats", "0"], ["--repeats", "at least 1"]),
+    ("repeats-negative", ["--repeats", "-3"], ["--repeats", "at least 1"]),
+    ("repeats-float", ["--repeats", "1.5"], ["--repeats", "1.5"]),
+    ("repeats-word", ["--repeats", "many"], ["--repeats", "many"]),
+    ("k-0", ["--k", "0"], ["--k", "at least 1"]),
+    ("k-negative", ["--k", "-4"], ["--k", "at least 1"]),
+    ("k-exponent", ["--k", "1e3"], ["--k", "1e3"]),
+    ("k-leading-zero", ["--k", "04"], ["--k", "04"]),
+    ("length-0", ["--response-length", "0"], ["--response-length", "at least 1"]),
+    ("length-negative", ["--response-length", "-16"], ["--response-length", "at least 1"]),
+    ("threads-0", ["--threads", "0"], ["--threads", "at least 1"]),
+    ("threads-word", ["--threads", "all"], ["--threads", "all"]),
+    ("seed-negative", ["--seed", "-1"], ["--seed", "at least 0"]),
+    ("seed-float", ["--seed", "0.5"], ["--seed", "0.5"]),
+    ("estimators-comma", ["--estimators", ","], ["--estimators needs at least one name"]),
+    ("estimators-empty", ["--estimators", ""], ["--estimators needs at least one name"]),
+    ("estimators-duplicate", ["--estimators", "maxpo,maxpo"], ["maxpo more than once"]),
+    ("estimators-unknown", ["--estimators", "maxpo", "nosuch"], ["unknown nosuch", "pkpo_loo"]),
+    ("device-tpu", ["--device", "tpu"], ["--device", "tpu"]),
+    ("unknown-option", ["--groups", "4"], ["unrecognized arguments: --groups"]),
+]
+
+
+@pytest.mark.parametrize(("args", "needles"), [c[1:] for c in BENCH_REFUSED], ids=[c[0] for c in BENCH_REFUSED])
+def test_bench_refuses(run_cli, args: list[str], needles: list[str]) -> None:
+    _expect_refused(run_cli, [*QUICK, *args], needles)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_bench_device_cuda_without_gpu(run_cli) -> None:
+    _expect_refused(run_cli, [*QUICK, "--device", "cuda"], ["--device cuda", "no CUDA device"])
+
+
+def _expect_refused(run_cli, args: list[str], needles: list[str]) -> None:
+    try:
+        outcome = run_cli("bench", *args)
+    except Exception as err:  # noqa: BLE001
+        pytest.fail(f"RAW_TRACEBACK: {type(err).__name__}: {err}")
+    assert "Traceback" not in outcome.text, f"RAW_TRACEBACK:\n{outcome.text}"
+    assert outcome.code != 0, f"SILENT: exit 0\n{outcome.text[-500:]}"
+    missing = [n for n in needles if n.lower() not in outcome.text.lower()]
+    assert not missing, f"OTHER: message lacks {missing}:\n{outcome.text[-800:]}"
+
+
+def test_bench_comma_and_space_lists_are_the_same(run_cli) -> None:
+    import json
+
+    outcome = run_cli("bench", *QUICK, "--estimators", "maxpo,pkpo_loo", "pkpo", "--json")
+    assert outcome.code == 0, f"OTHER: {outcome.text[-800:]}"
+    names = {r["estimator"] for r in json.loads(outcome.out)["rows"]}
+    assert names == {"maxpo", "pkpo_loo", "pkpo", "grpo_vectorized"}, f"SILENT: {names}"
+
+
+# `verl-maxpo variance` (new in this change): a tiny grid first, so that a case the parser fails to refuse is fast;
+# argparse keeps the last occurrence of an option, so each case's own value wins.
+TINY = ["--p", "0.5", "--n", "4", "--k", "2", "--ratio", "1", "--laws", "binary"]
+
+# (id, arguments after --out, needles)
+VARIANCE_REFUSED = [
+    ("p-zero", ["--p", "0"], ["--p", "(0, 1)"]),
+    ("p-one", ["--p", "0.2,1"], ["--p", "(0, 1)"]),
+    ("p-nan", ["--p", "nan"], ["--p", "finite"]),
+    ("p-empty", ["--p", ","], ["--p needs at least one value"]),
+    ("p-word", ["--p", "half"], ["--p", "half"]),
+    ("n-one", ["--n", "1"], ["--n", "at least 2"]),
+    ("n-huge", ["--n", "100"], ["--n", "at most 64"]),
+    ("n-float", ["--n", "8.0"], ["--n", "8.0"]),
+    ("k-one", ["--k", "1"], ["--k", "at least 2"]),
+    ("k-not-below-n", ["--n", "4", "--k", "4,8"], ["no cell has K < n"]),
+    ("ratio-zero", ["--ratio", "0"], ["--ratio", "(0, 1000]"]),
+    ("ratio-negative", ["--ratio", "-2"], ["--ratio"]),
+    ("ratio-inf", ["--ratio", "inf"], ["--ratio", "finite"]),
+    ("laws-unknown", ["--laws", "gaussian"], ["--laws: unknown gaussian", "binary, partial4"]),
+    ("laws-empty", ["--laws", ","], ["--laws needs at least one name"]),
+    ("noise-negative", ["--noise", "-1"], ["--noise", "[0, 1e+06]"]),
+    ("noise-nan", ["--noise", "nan"], ["--noise", "finite"]),
+]
+
+
+@pytest.mark.parametrize(("args", "needles"), [c[1:] for c in VARIANCE_REFUSED], ids=[c[0] for c in VARIANCE_REFUSED])
+def test_variance_refuses(run_cli, tmp_path, args: list[str], needles: list[str]) -> None:
+    outcome = run_cli("variance", "--out", tmp_path / "map", *TINY, *args)
+    _classify_refusal(outcome, needles)
+    assert not (tmp_path / "map").exists(), "SILENT: wrote outputs for a refused command"
+
+
+def test_variance_needs_out(run_cli) -> None:
+    _classify_refusal(run_cli("variance", *TINY), ["--out"])
+
+
+@pytest.mark.parametrize("case", ["out-is-a-file", "out-has-foreign-files", "out-parent-missing"])
+def test_variance_out_folder_refusals_leave_files_as_they_were(run_cli, tmp_path, case: str) -> None:
+    target = tmp_path / "map"
+    if case == "out-is-a-file":
+        target.write_text("keep me")
+    elif case == "out-has-foreign-files":
+        target.mkdir()
+        (target / "notes.txt").write_text("keep me")
+    else:
+        target = tmp_path / "missing" / "map"
+    before = sorted(
+        (p.relative_to(tmp_path).as_posix(), p.read_bytes() if p.is_file() else b"") for p in tmp_path.rglob("*")
+    )
+    _classify_refusal(run_cli("variance", "--out", target, *TINY), ["--out", str(target)])
+    after = sorted(
+        (p.relative_to(tmp_path).as_posix(), p.read_bytes() if p.is_file() else b"") for p in tmp_path.rglob("*")
+    )
+    assert after == before, "DATA_LOST: files changed"
+
+
+def _classify_refusal(outcome, needles: list[str]) -> None:
+    assert "Traceback" not in outcome.text, f"RAW_TRACEBACK:\n{outcome.text}"
+    assert outcome.code != 0, f"SILENT: exit 0\n{outcome.text[-500:]}"
+    missing = [n for n in needles if n.lower() not in outcome.text.lower()]
+    assert not missing, f"OTHER: message lacks {missing}:\n{outcome.text[-800:]}"

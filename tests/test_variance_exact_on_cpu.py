@@ -1,0 +1,143 @@
+"""`verl-maxpo variance`, exact part: no sampling. The moment formulas against (a) the gradient of max@K, (b) a real
+hierarchical softmax policy enumerated over every n-tuple of outcomes, (c) the closed-form numbers quoted in
+docs/when-to-use.md; and the command's outputs and input checks."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from verl_maxpo import variance
+from verl_maxpo.estimators import maxpo_advantages, pkpo_advantages
+
+
+def grad_max_at_k(law: str, p: float, k: int) -> float:
+    """d J_K / d theta_0 (theta_0 = logit p) by a central difference of J_K = E[max of K rewards]."""
+    t = variance.LAWS[law]
+
+    def j(q: float) -> float:
+        cdf = np.cumsum([math.comb(t, i) * q**i * (1 - q) ** (t - i) for i in range(t + 1)])
+        below = np.concatenate([[0.0], cdf[:-1]])
+        return float(sum((i / t) * (cdf[i] ** k - below[i] ** k) for i in range(t + 1)))
+
+    logit, h = math.log(p / (1 - p)), 1e-5
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    return (j(sig(logit + h)) - j(sig(logit - h))) / (2 * h)
+
+
+@pytest.mark.parametrize("law", list(variance.LAWS))
+@pytest.mark.parametrize(("p", "n", "k"), [(0.05, 8, 4), (0.3, 4, 2), (0.7, 16, 8), (0.5, 5, 1)])
+def test_mean_is_the_max_at_k_gradient(law: str, p: float, n: int, k: int) -> None:
+    for name in ("maxpo", "pkpo", "pkpo_loo", "rloo"):
+        if name == "pkpo" and k < 2:
+            continue
+        mean, trace = variance.exact_moments(name, law, p, n, k, ratio=2.0)
+        want = grad_max_at_k(law, p, 1 if name == "rloo" else k)
+        assert mean == pytest.approx(want, rel=1e-7), name
+        assert trace > 0
+
+
+def test_moments_equal_enumeration_of_a_softmax_policy() -> None:
+    """Policy: level logit theta_0 (pass/fail), then a softmax over alpha_l * theta_l among M_l completions of that
+    level, at theta_l = 0. Every n-tuple of the 2 + 3 completions is enumerated; scores come from autograd."""
+    p, n, k, m_s, m_f, a_s, a_f = 0.3, 4, 2, 2, 3, 4.0, 10.0
+    params = torch.zeros(1 + m_s + m_f, dtype=torch.float64)
+    params[0] = math.log(p / (1 - p))
+    outcomes = [(1, j) for j in range(m_s)] + [(0, j) for j in range(m_f)]
+
+    def log_prob(theta: torch.Tensor, level: int, j: int) -> torch.Tensor:
+        top = torch.nn.functional.logsigmoid(theta[0] if level else -theta[0])
+        within = a_s * theta[1 : 1 + m_s] if level else a_f * theta[1 + m_s :]
+        return top + torch.log_softmax(within, 0)[j]
+
+    scores, probs = [], []
+    for level, j in outcomes:
+        theta = params.clone().requires_grad_(True)
+        lp = log_prob(theta, level, j)
+        (grad,) = torch.autograd.grad(lp, theta)
+        scores.append(grad)
+        probs.append(lp.exp().item())
+    scores = torch.stack(scores)
+    assert sum(probs) == pytest.approx(1.0)
+    tuples = torch.tensor(list(itertools.product(range(len(outcomes)), repeat=n)))
+    prob = torch.tensor(probs, dtype=torch.float64)[tuples].prod(1)
+    rewards = torch.tensor([float(lv) for lv, _ in outcomes], dtype=torch.float64)[tuples]
+    ids = torch.arange(len(tuples)).repeat_interleave(n)
+    # the softmax model's within-level score variance: alpha^2 (1 - 1/M)
+    noise = a_s**2 * (1 - 1 / m_s)
+    ratio = math.sqrt(a_f**2 * (1 - 1 / m_f) / noise)
+    for name, fn in (("maxpo", maxpo_advantages), ("pkpo", pkpo_advantages)):
+        adv = fn(rewards.reshape(-1), ids, k).view(-1, n)
+        g = (k / n) * (adv.unsqueeze(-1) * scores[tuples]).sum(1)  # (tuples, dim)
+        mean = (prob.unsqueeze(-1) * g).sum(0)
+        trace = (prob * ((g - mean) ** 2).sum(1)).sum().item()
+        exact_mean, exact_trace = variance.exact_moments(name, "binary", p, n, k, ratio, noise=noise)
+        assert mean[0].item() == pytest.approx(exact_mean, rel=1e-12)
+        assert mean[1:].abs().max().item() < 1e-12
+        assert trace == pytest.approx(exact_trace, rel=1e-10)
+
+
+def closed_form_binary(name: str, p: float, n: int, k: int, ratio: float, noise: float) -> float:
+    """Relative variance from the pass/fail closed forms of docs/algorithm.md, independent of the estimator code."""
+
+    def comb(a: int, b: int) -> int:
+        return math.comb(a, b) if 0 <= b <= a else 0
+
+    grad = k * (1 - p) ** (k - 1) * p * (1 - p)
+    total, f = 0.0, k / n
+    for c in range(n + 1):
+        prob = comb(n, c) * p**c * (1 - p) ** (n - c)
+        if name == "maxpo":
+            a_s = comb(n - c, k) / comb(n - 1, k)
+            a_f = comb(n - c - 1, k) / comb(n - 1, k) - comb(n - c - 1, k - 1) / comb(n - 1, k - 1)
+        else:  # pkpo: successes C(n-c, k-1) / C(n-1, k-1), failures exactly 0
+            a_s, a_f = comb(n - c, k - 1) / comb(n - 1, k - 1), 0.0
+        cond_mean = f * (c * a_s * (1 - p) - (n - c) * a_f * p)
+        within = f**2 * noise * (c * a_s**2 + ratio**2 * (n - c) * a_f**2)
+        total += prob * (within + (cond_mean - grad) ** 2)
+    return total / grad**2
+
+
+# The numbers quoted in docs/when-to-use.md (n = 8, K = 4, p = 0.2, noise 100).
+DOC_NUMBERS = [("maxpo", 1.0, 126.53), ("pkpo", 1.0, 131.95), ("maxpo", 2.0, 189.0), ("pkpo", 2.0, 131.95)]
+
+
+@pytest.mark.parametrize(("name", "ratio", "quoted"), DOC_NUMBERS)
+def test_closed_form_and_the_numbers_in_the_docs(name: str, ratio: float, quoted: float) -> None:
+    mean, trace = variance.exact_moments(name, "binary", 0.2, 8, 4, ratio)
+    closed = closed_form_binary(name, 0.2, 8, 4, ratio, variance.DEFAULT_NOISE)
+    assert trace / mean**2 == pytest.approx(closed, rel=1e-10)
+    assert closed == pytest.approx(quoted, abs=0.05)
+
+
+def test_count_vectors() -> None:
+    rows = variance.count_vectors(5, 3)
+    assert len(rows) == math.comb(7, 2) and (rows.sum(1) == 5).all() and len({tuple(r) for r in rows}) == len(rows)
+
+
+def test_command_writes_every_cell_and_replaces_its_own_outputs(run_cli, tmp_path) -> None:
+    out = tmp_path / "map"
+    args = ["variance", "--out", out, "--p", "0.1,0.5", "--n", "4", "8", "--k", "2,4", "--ratio", "1", "2"]
+    for _ in range(2):  # the second run replaces the first
+        outcome = run_cli(*args, "--laws", "binary")
+        assert outcome.code == 0, outcome.text
+    payload = json.loads((out / "variance.json").read_text())
+    keys = {(c["p"], c["n"], c["k"], c["ratio"]) for c in payload["cells"]}
+    # (n=4, k=4) is skipped: maxpo needs n >= k+1
+    assert keys == {(p, n, k, r) for p in (0.1, 0.5) for n, k in ((4, 2), (8, 2), (8, 4)) for r in (1.0, 2.0)}
+    cell = next(c for c in payload["cells"] if (c["p"], c["n"], c["k"], c["ratio"]) == (0.5, 8, 4, 1.0))
+    mean, trace = variance.exact_moments("pkpo_loo", "binary", 0.5, 8, 4, 1.0)
+    assert cell["rel_var"]["pkpo_loo"] == pytest.approx(trace / mean**2, rel=1e-8)  # stored to 9 digits
+    assert sorted(f.name for f in out.iterdir()) == [
+        "heatmap_binary_maxpo_over_pkpo.png",
+        "heatmap_binary_maxpo_over_pkpo_loo.png",
+        "summary.md",
+        "variance.json",
+    ]
+    assert "| 8 | 4 |" in (out / "summary.md").read_text()
+    assert [f.name for f in tmp_path.iterdir()] == ["map"]  # no temporary folder left behind
