@@ -62,7 +62,7 @@ def test_opt_in_unset_changes_nothing_but_names(without_plugins: dict) -> None:
     assert set(ours["rollouts"]) - set(base["rollouts"]) == {"hf_cpu/async"}
     assert set(base["rollouts"]) <= set(ours["rollouts"])
     assert set(ours["replicas"]) == {*base["replicas"], "hf_cpu"}
-    assert set(ours["estimators"]) == {*base["estimators"], "maxpo", "pkpo"}
+    assert set(ours["estimators"]) == {*base["estimators"], "maxpo", "pkpo", "pkpo_loo"}
     assert not ours["pg_init_patched"] and not ours["placement_patched"] and ours["import_hooks"] == []
     assert ours["heavy_modules"] == []
 

@@ -133,6 +133,6 @@ def test_extras_module_matches_pyproject():
     assert "verl-maxpo[all]" in extras["test"]
     assert {e for e in COMMAND_EXTRAS.values() if e} <= set(extras)
     core = {req.split(">")[0].split("[")[0] for req in project["dependencies"]}
-    assert core == {"verl", "torch", "numpy", "pandas"}
+    assert core == {"verl", "torch", "numpy", "pandas", "psutil"}
     assert project["entry-points"]["verl.plugins"] == {"maxpo": "verl_maxpo.plugin"}
     assert project["scripts"] == {"verl-maxpo": "verl_maxpo.cli:main"}

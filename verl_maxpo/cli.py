@@ -5,6 +5,7 @@ verl-maxpo report    unbiased pass@k / max@k tables and curves from verl validat
 verl-maxpo bench     estimator cost against verl's built-in estimators
 verl-maxpo variance  exact gradient-variance map of maxpo vs pkpo vs pkpo_loo
 verl-maxpo demo      end-to-end MaxPO vs GRPO vs PKPO A/B on a CPU in minutes
+verl-maxpo tiny-assets  tiny model, tokenizer and task for verl's trainer on a CPU (docs/cpu-backend.md)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _usage() -> str:
     lines = ["usage: verl-maxpo <command> [options]", "", "commands:"]
-    lines += [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<11} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "`verl-maxpo <command> --help` shows the options of a command."]
     return "\n".join(lines)
 

@@ -1,7 +1,7 @@
 """Which install extra (pyproject.toml) brings which optional package, so a command can say what to install.
 
 The core install holds only what the estimator, the verl adapter and the plugin import (verl, torch, numpy,
-pandas). Every other import of a command comes with an extra; when one is missing, `verl-maxpo <command>` stops
+pandas, psutil). Every other import of a command comes with an extra; when one is missing, `verl-maxpo <command>` stops
 before any work with a one-line `pip install` hint instead of a traceback. Keep these lists equal to the
 [project.optional-dependencies] of pyproject.toml (a test compares them).
 """
@@ -13,12 +13,20 @@ import importlib.util
 # extra -> the top-level modules it provides that this project imports
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "report": ("matplotlib",),
-    "demo": ("transformers", "tokenizers", "omegaconf", "tqdm", "matplotlib"),
+    # also the CPU backend's tiny assets (`verl-maxpo tiny-assets`: model, tokenizer, parquet)
+    "demo": ("transformers", "tokenizers", "omegaconf", "tqdm", "matplotlib", "pyarrow"),
     "bench": ("omegaconf", "tqdm"),
     "data": ("pyarrow", "tqdm", "datasets"),
 }
 # sub-command -> its extra (None: the core install is enough)
-COMMAND_EXTRAS: dict[str, str | None] = {"check": None, "report": "report", "demo": "demo", "bench": "bench"}
+COMMAND_EXTRAS: dict[str, str | None] = {
+    "check": None,
+    "report": "report",
+    "demo": "demo",
+    "bench": "bench",
+    "variance": "report",
+    "tiny-assets": "demo",
+}
 EXIT_MISSING_EXTRA = 3
 
 
