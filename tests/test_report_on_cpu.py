@@ -209,7 +209,8 @@ def test_files_default_ks_layouts_and_training_log(tmp_path: Path, capsys: pytes
     run = tmp_path / "maxpo_k3_seed1"
     for step in (0, 4, 8):
         write_dump(run / "val", step, {f"p{i}": [float((i + j + step) % 3 == 0) for j in range(6)] for i in range(4)})
-    (run / "meta.json").write_text(json.dumps({"adv_estimator": "maxpo", "k": 3, "n": 6, "seed": 1, "val_n": 6}))
+    meta = {"adv_estimator": "maxpo", "k": 3, "n": 6, "seed": 1, "config_name": "maxpo_k3", "val_n": 6}
+    (run / "meta.json").write_text(json.dumps(meta))  # the run_folder format: every RunMeta key
     with (run / "train_log.jsonl").open("w") as f:
         for s in range(9):
             f.write(json.dumps({"step": s, "data": {"critic/score/mean": s / 10, "actor/entropy": 1 - s / 20}}) + "\n")

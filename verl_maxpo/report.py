@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from verl_maxpo.cli_args import flat_ints, float_in
 from verl_maxpo.estimators import max_at_k
 from verl_maxpo.groups import group_index
 from verl_maxpo.report_data import Problems, RunData, read_run
@@ -34,6 +36,11 @@ from verl_maxpo.report_plots import Curve, plot_grid, plot_metric
 __all__ = ["DEFAULT_OUT", "compute_step_metrics", "config_name", "main", "mean_se", "write_report"]
 
 DEFAULT_OUT = "maxpo_report"
+MAX_K = 1_000_000
+# The files one report wrote, so the next report into the same folder removes them and nothing else.
+MANIFEST_NAME = ".verl_maxpo_report.json"
+# What reports wrote before the manifest existed (removed only beside a report.md of ours).
+_LEGACY_OUTPUT = re.compile(r"^((max|pass)_at_\d+|training)\.png$")
 METRIC_KINDS = ("max", "pass")
 # `maxpo_k4_seed1`, `grpo-seed2`, `run_seed_3` -> config `maxpo_k4`, `grpo`, `run`.
 _SEED_SUFFIX = re.compile(r"^(?P<config>.+?)[_\-.]?seed[_\-]?(?P<seed>\d+)$", re.IGNORECASE)
@@ -115,14 +122,8 @@ def samples_per_prompt(run: RunData) -> int | None:
     return int(values[freq == freq.max()].max())
 
 
-def _meta_k(run: RunData, problems: Problems) -> int | None:
-    k = run.meta.get("k")
-    if k is None:
-        return None
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        problems.errors.append(f"{run.path / 'meta.json'}: 'k' must be a positive integer or null, got {k!r}")
-        return None
-    return k
+def _meta_k(run: RunData) -> int | None:
+    return run.meta.k if run.meta is not None else None
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float | None]:
@@ -304,6 +305,7 @@ def write_report(
     groups: Sequence[str] | None = None,
     *,
     train_logs: Sequence[str | Path | None] | None = None,
+    relative_to: str | Path | None = None,
 ) -> dict[str, Any]:
     """Compute the report of `run_dirs`, write report.md and PNG curves into `out_dir`, and return the numbers.
 
@@ -315,6 +317,7 @@ def write_report(
         labels: display names, one per run dir (default: folder names).
         groups: seed-group names, one per run dir (default: the name without its `seed<N>` suffix).
         train_logs: training-log paths, one per run dir (None entries: `<run>/train_log.jsonl` when present).
+        relative_to: show run folders relative to this folder (the demo, which writes into a folder it renames).
 
     Returns:
         {"runs": [{"name", "path", "group", "n", "meta", "steps": [{"step", "prompts", "samples", "max@k",
@@ -323,21 +326,22 @@ def write_report(
 
     Raises:
         ValueError: labels/groups/train_logs of the wrong length, or a k below 1.
+        OutputError: `out_dir` cannot be created or written (nothing is computed before this is known).
     """
     n_dirs = len(run_dirs)
     _check_lengths("labels", labels, n_dirs)
     _check_lengths("groups", groups, n_dirs)
     _check_lengths("training logs", train_logs, n_dirs)
-    if ks is not None and any(isinstance(k, bool) or int(k) != k or k < 1 for k in ks):
-        raise ValueError(f"every k must be an integer >= 1, got {list(ks)}")
+    if ks is not None and any(isinstance(k, bool) or int(k) != k or not 1 <= k <= MAX_K for k in ks):
+        raise ValueError(f"every k must be an integer in [1, {MAX_K}], got {list(ks)}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    _prepare_out(out)
     problems = Problems()
     runs, group_of = _read_runs(run_dirs, labels, groups, train_logs, problems)
 
     n_of = [samples_per_prompt(r) for r in runs]
     if ks is None:
-        candidates = {1} | {_meta_k(r, problems) for r in runs} | set(n_of)
+        candidates = {1} | {_meta_k(r) for r in runs} | set(n_of)
         ks = [k for k in candidates if k is not None]
     ks = sorted({int(k) for k in ks})
     metrics = metric_names(ks)
@@ -357,7 +361,7 @@ def write_report(
                 "group": group,
                 "seeds_in_group": group_of.count(group),
                 "n": n,
-                "meta": run.meta,
+                "meta": run.meta.to_dict() if run.meta is not None else {},
                 "steps": steps,
                 "summary": _run_summary(steps, metrics),
                 "train_metrics": sorted(run.train_log),
@@ -388,12 +392,65 @@ def write_report(
         "errors": problems.errors,
         "warnings": list(dict.fromkeys(problems.notes + warnings)),
     }
-    plots = _write_plots(out, runs, result, metrics, pass_threshold)
-    result["plots"] = [str(p) for p in plots]
-    report_path = out / "report.md"
-    report_path.write_text(_markdown(result, metrics, plots), encoding="utf-8")
+    if relative_to is not None:
+        for entry in entries:
+            entry["path"] = os.path.relpath(entry["path"], relative_to)
+    try:
+        plots = _write_plots(out, runs, result, metrics, pass_threshold)
+        result["plots"] = [str(p) for p in plots]
+        report_path = out / "report.md"
+        report_path.write_text(_markdown(result, metrics, plots), encoding="utf-8")
+        _write_manifest(out, [report_path, *plots])
+    except OSError as err:
+        raise OutputError(f"{out}: cannot write the report ({err})") from None
     result["report"] = str(report_path)
     return result
+
+
+class OutputError(OSError):
+    """The output folder cannot be used; the message names it."""
+
+
+def _prepare_out(out: Path) -> None:
+    """Create `out`, and remove the files an earlier report wrote there (from its manifest), so PNGs and tables of
+    another comparison never sit beside the new ones. Files this tool did not write are left alone."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"--out {out}: cannot create the folder ({err.strerror or err})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OutputError(f"--out {out} is not writable")
+    manifest = out / MANIFEST_NAME
+    earlier: list[str] = []
+    if manifest.is_file():
+        try:
+            listed = json.loads(manifest.read_text(encoding="utf-8"))
+            earlier = [n for n in listed if isinstance(n, str) and n == Path(n).name]
+        except (OSError, ValueError, TypeError, RecursionError):
+            earlier = []
+    elif _is_our_report(out / "report.md"):
+        earlier = ["report.md"] + [p.name for p in out.iterdir() if _LEGACY_OUTPUT.match(p.name)]
+    try:
+        for name in earlier:
+            if (out / name).is_file() and not (out / name).is_symlink():
+                (out / name).unlink()
+        manifest.unlink(missing_ok=True)
+    except OSError as err:
+        raise OutputError(f"--out {out}: cannot remove an earlier report's files ({err})") from None
+
+
+def _is_our_report(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8") as f:
+            return f.readline().startswith("# MaxPO A/B report")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _write_manifest(out: Path, written: Sequence[Path]) -> None:
+    (out / MANIFEST_NAME).write_text(json.dumps(sorted(p.name for p in written)) + "\n", encoding="utf-8")
 
 
 def _read_runs(
@@ -539,22 +596,6 @@ def _markdown(result: dict[str, Any], metrics: list[str], plots: list[Path]) -> 
     return "\n".join(lines) + "\n"
 
 
-def _parse_ks(values: list[str]) -> list[int]:
-    ks = []
-    for v in values:
-        for part in v.split(","):
-            if not part.strip():
-                continue
-            try:
-                k = int(part)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"--k expects integers, got {part!r}") from None
-            if k < 1:
-                raise argparse.ArgumentTypeError(f"--k values must be >= 1, got {k}")
-            ks.append(k)
-    return ks
-
-
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="verl-maxpo report",
@@ -575,7 +616,12 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="k values, e.g. --k 1 4 16 or --k 1,4,16 (default: 1, meta.json k, and n)",
     )
-    p.add_argument("--pass-threshold", type=float, default=1.0, help="pass = score >= this (default 1.0)")
+    p.add_argument(
+        "--pass-threshold",
+        type=float_in(-math.inf, math.inf),
+        default=1.0,
+        help="pass = score >= this, a finite number (default 1.0)",
+    )
     p.add_argument("--label", nargs="+", default=None, metavar="NAME", help="display names, one per RUN_DIR")
     p.add_argument(
         "--group",
@@ -598,11 +644,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `verl-maxpo report`. Exit status 0, or 1 when some input was bad (the report still comes
-    out), or 2 for a usage error."""
+    out), or 2 for a usage error or an unusable --out folder."""
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        ks = _parse_ks(args.k) if args.k is not None else None
+        ks = flat_ints(args.k, "--k") if args.k is not None else None
     except argparse.ArgumentTypeError as err:
         parser.error(str(err))
     train_logs = None if args.train_log is None else [None if t == "-" else t for t in args.train_log]
@@ -610,6 +656,9 @@ def main(argv: list[str] | None = None) -> int:
         result = write_report(
             args.run_dirs, args.out, ks, args.pass_threshold, args.label, args.group, train_logs=train_logs
         )
+    except OutputError as err:
+        print(f"verl-maxpo report: error: {err}", file=sys.stderr)
+        return 2
     except ValueError as err:
         parser.error(str(err))
     for e in result["errors"]:
