@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from verl_maxpo import cli
-from verl_maxpo.report import compute_step_metrics, config_name, write_report
+from verl_maxpo.report import config_name, write_report
+from verl_maxpo.report_metrics import step_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -94,7 +95,7 @@ def test_every_number_matches_enumeration(tmp_path: Path, kind: str, threshold: 
 
 
 def test_compute_step_metrics_k_larger_than_every_prompt() -> None:
-    out = compute_step_metrics(np.array([0, 0, 1, 1, 1]), np.array([1.0, 0.0, 0.0, 0.0, 1.0]), [1, 3, 4])
+    out = step_metrics(np.array([0, 0, 1, 1, 1]), np.array([1.0, 0.0, 0.0, 0.0, 1.0]), [1, 3, 4]).as_json()
     assert out["max@1"] == pytest.approx((0.5 + 1 / 3) / 2)
     assert out["pass@3"] == pytest.approx(1.0)  # only the 3-sample prompt enters, and it has a success
     assert out["max@4"] is None and out["pass@4"] is None
