@@ -243,3 +243,23 @@ def test_options_are_checked() -> None:
     assert demo.parse_args(["--k", "1", "--estimators", "maxpo,grpo"]).k == 1
     args = demo.parse_args(["--quick", "--steps", "7"])
     assert args.steps == 7 and args.digits == demo.QUICK["digits"] and args.estimators == list(ESTIMATORS)
+
+
+def test_gradient_variance_adds_both_pkpo_baselines_when_registered() -> None:
+    registry = {"maxpo": 1, "grpo": 1, "pkpo": 1, "pkpo_loo": 1}
+    assert demo.gradvar_estimators(["maxpo", "grpo"], 4, registry) == ["maxpo", "grpo", "pkpo", "pkpo_loo"]
+    assert demo.gradvar_estimators(["pkpo_loo", "maxpo"], 4, registry) == ["pkpo_loo", "maxpo", "pkpo"]
+    assert demo.gradvar_estimators(["maxpo"], 1, registry) == ["maxpo", "pkpo_loo"]  # pkpo has no k = 1
+    assert demo.gradvar_estimators(["maxpo"], 4, {"maxpo": 1, "pkpo": 1}) == ["maxpo", "pkpo"]  # not registered yet
+
+
+def test_list_options_take_both_forms_and_pkpo_loo_is_a_k_estimator() -> None:
+    spaced = demo.parse_args(["--estimators", "maxpo", "pkpo_loo", "--k", "2"])
+    mixed = demo.parse_args(["--estimators", "maxpo,pkpo_loo", "--k", "2"])
+    assert spaced.estimators == mixed.estimators == ["maxpo", "pkpo_loo"]
+    assert "pkpo_loo" in demo.K_ESTIMATORS
+    with pytest.raises(SystemExit):  # pkpo_loo reads k like maxpo: n >= k+1
+        demo.parse_args(["--estimators", "pkpo_loo", "--k", "8"])
+    sparse = demo.parse_args(["--preset", "sparse"])
+    assert sparse.sft_target == demo.PRESETS["sparse"]["sft_target"] < 0.15
+    assert demo.parse_args(["--preset", "sparse", "--sft-target", "0.2"]).sft_target == 0.2

@@ -652,6 +652,14 @@ def _publish(partial: Path, out: Path) -> None:
             signal.signal(sig, handler)
 
 
+def gradvar_estimators(estimators: list[str], k: int, registry: Any) -> list[str]:
+    """The estimators of the gradient-variance section: the A/B's, plus both PKPO baselines (`pkpo`, `pkpo_loo`)
+    when verl has them registered and they are defined at this k. The section is cheap: every estimator is
+    computed on the same samples."""
+    extra = [e for e in ("pkpo", "pkpo_loo") if e not in estimators and e in registry and (k >= 2 or e not in NEEDS_K2)]
+    return list(estimators) + extra
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the whole A/B; returns 0 on success, 2 for a bad option (refused before any work)."""
     args = parse_args(argv)
