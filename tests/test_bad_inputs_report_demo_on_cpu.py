@@ -133,6 +133,11 @@ def _check_dup(p: Path, outcome) -> None:
     assert [s["step"] for s in steps] == [1] and steps[0]["pass@1"] == 0.25, f"[silent] {steps}"
 
 
+def _groups_are(outcome, want: list[tuple[str, int]]) -> None:
+    got = [(g["name"], g["seeds"]) for g in json.loads(outcome.out)["groups"]]
+    assert got == want, f"[silent] groups {got}"
+
+
 def _check_k_forms(p: Path, outcome) -> None:
     assert json.loads(outcome.out)["ks"] == [1, 2, 3, 4], "[silent] --k forms"
 
@@ -164,6 +169,16 @@ REPORT_CASES = [
         expect="exact",
         code=0,
         check=_check_k_forms,
+    ),
+    Case(
+        "report group both forms",
+        lambda p: (
+            ["report", *map(str, (good_run(p, "x"), good_run(p, "y"), good_run(p, "z")))]
+            + ["--group", "a,a", "b", "--json", "--out", t(p, "o")]
+        ),
+        expect="exact",
+        code=0,
+        check=lambda p, o: _groups_are(o, [("a", 2), ("b", 1)]),
     ),
     Case("report labels count", lambda p: ["report", str(good_run(p)), "--label", "a", "b"], code=2),
     Case("report missing folder", lambda p: ["report", t(p, "nope"), "--out", t(p, "o")], code=1, needles=("nope",)),

@@ -527,6 +527,11 @@ def _group_table(groups: list[GroupMetrics], metrics: list[Metric], final: bool)
     return _table(header, rows)
 
 
+def _names(values: list[str] | None) -> list[str] | None:
+    """["a,b", "c"] -> ["a", "b", "c"] (repeats allowed: seed groups repeat)."""
+    return None if values is None else [part.strip() for v in values for part in v.split(",") if part.strip()]
+
+
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="verl-maxpo report",
@@ -583,10 +588,10 @@ def main(argv: list[str] | None = None) -> int:
     except argparse.ArgumentTypeError as err:
         parser.error(str(err))
     train_logs = None if args.train_log is None else [None if t == "-" else t for t in args.train_log]
+    # Names take both list forms (`--label a b`, `--label a,b`); paths (RUN_DIR, --train-log) only spaces.
+    labels, groups = (_names(v) for v in (args.label, args.group))
     try:
-        result = write_report(
-            args.run_dirs, args.out, ks, args.pass_threshold, args.label, args.group, train_logs=train_logs
-        )
+        result = write_report(args.run_dirs, args.out, ks, args.pass_threshold, labels, groups, train_logs=train_logs)
     except OutputError as err:
         print(f"verl-maxpo report: error: {err}", file=sys.stderr)
         return 2
