@@ -685,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
-    partial = _partial_dir(out)
+    partial = _partial_dir(out.resolve())  # beside OUT, also for `--out .`
     try:
         text = run_demo(args, partial, command)
         _publish(partial, out)
