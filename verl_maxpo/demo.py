@@ -677,11 +677,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     # The variance section is cheap (every estimator on the same samples): add the PKPO baselines when registered.
-    args.gradvar_estimators = list(args.estimators) + [
-        e
-        for e in ("pkpo", "pkpo_loo")
-        if e not in args.estimators and e in core_algos.ADV_ESTIMATOR_REGISTRY and args.k >= (2 if e in NEEDS_K2 else 1)
-    ]
+    args.gradvar_estimators = gradvar_estimators(args.estimators, args.k, core_algos.ADV_ESTIMATOR_REGISTRY)
     out = Path(args.out)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
@@ -689,6 +685,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         text = run_demo(args, partial, command)
         _publish(partial, out)
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: a message, not a traceback; OUT is as it was
+        print(f"\nverl-maxpo demo: interrupted ({stop or 'Ctrl-C'}); {out} left as it was", file=sys.stderr)
+        return 143 if isinstance(stop, _Stop) else 130
     finally:
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
