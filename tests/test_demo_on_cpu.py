@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +45,7 @@ def test_quick_run_writes_logs_dumps_report_and_summary(quick_out: Path) -> None
             "seed": 0,
             "config_name": est,
             "val_n": q["val_n"],
+            "settings": {},
         }
         # verl's file logger format: {"step": s, "data": {...}}, train/ at every step, val/ at 0, 2, 4
         log = read_jsonl(run / "train_log.jsonl")
@@ -80,6 +86,45 @@ def test_quick_run_writes_logs_dumps_report_and_summary(quick_out: Path) -> None
     assert all(ws[e]["rel_var"] > 0 and -1 <= ws[e]["cos_mean"] <= 1 for e in ESTIMATORS)
     # maxpo and pkpo estimate the same gradient: their means point the same way even from few draws
     assert ws["maxpo"]["cos_to_pkpo_mean"] > 0.5
+
+
+def test_force_replaces_only_the_demos_outputs(quick_out: Path, tmp_path: Path) -> None:
+    """A non-empty --out is refused; with --force the earlier run's outputs go and unrelated files stay."""
+    out = tmp_path / "out"
+    shutil.copytree(quick_out, out)
+    (out / "runs" / "grpo_seed0").rename(out / "runs" / "old_seed7")  # an earlier, different comparison
+    (out / "pass_at_32.png").write_bytes(b"old")
+    (out / "notes.txt").write_text("mine\n")
+    with pytest.raises(SystemExit) as exc:
+        demo.main([*QUICK_ARGS, "--out", str(out), "--estimators", "maxpo"])
+    assert exc.value.code == 2 and (out / "runs" / "old_seed7").is_dir()
+    assert demo.main([*QUICK_ARGS, "--out", str(out), "--estimators", "maxpo", "--force"]) == 0
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["maxpo_seed0"]
+    assert not (out / "pass_at_32.png").exists() and (out / "notes.txt").read_text() == "mine\n"
+    assert json.loads((out / "summary.json").read_text())["table"].keys() == {"maxpo"}
+    assert "`runs/maxpo_seed0`" in (out / "report.md").read_text()  # the published path, not the partial one
+    assert not list(tmp_path.glob(".out.partial-*"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_leaves_the_earlier_output_whole(quick_out: Path, tmp_path: Path, sig: int) -> None:
+    """Killed mid-run, the demo leaves OUT exactly as it was (and no partial folder behind)."""
+    out = tmp_path / "out"
+    shutil.copytree(quick_out, out)
+    before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    argv = [sys.executable, "-m", "verl_maxpo", "demo", *QUICK_ARGS, "--out", str(out), "--force"]
+    proc = subprocess.Popen(argv, cwd=Path(demo.__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.partial-*/runs/*/val/0.jsonl")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == (130 if sig == signal.SIGINT else 143)
+    assert b"Traceback" not in err and b"left as it was" in err
+    after = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert not list(tmp_path.glob(".out.partial-*")), err.decode()[-2000:]
 
 
 def test_seeded_quick_run_is_reproducible(quick_out: Path, tmp_path: Path) -> None:
@@ -199,3 +244,23 @@ def test_options_are_checked() -> None:
     assert demo.parse_args(["--k", "1", "--estimators", "maxpo,grpo"]).k == 1
     args = demo.parse_args(["--quick", "--steps", "7"])
     assert args.steps == 7 and args.digits == demo.QUICK["digits"] and args.estimators == list(ESTIMATORS)
+
+
+def test_gradient_variance_adds_both_pkpo_baselines_when_registered() -> None:
+    registry = {"maxpo": 1, "grpo": 1, "pkpo": 1, "pkpo_loo": 1}
+    assert demo.gradvar_estimators(["maxpo", "grpo"], 4, registry) == ["maxpo", "grpo", "pkpo", "pkpo_loo"]
+    assert demo.gradvar_estimators(["pkpo_loo", "maxpo"], 4, registry) == ["pkpo_loo", "maxpo", "pkpo"]
+    assert demo.gradvar_estimators(["maxpo"], 1, registry) == ["maxpo", "pkpo_loo"]  # pkpo has no k = 1
+    assert demo.gradvar_estimators(["maxpo"], 4, {"maxpo": 1, "pkpo": 1}) == ["maxpo", "pkpo"]  # not registered yet
+
+
+def test_list_options_take_both_forms_and_pkpo_loo_is_a_k_estimator() -> None:
+    spaced = demo.parse_args(["--estimators", "maxpo", "pkpo_loo", "--k", "2"])
+    mixed = demo.parse_args(["--estimators", "maxpo,pkpo_loo", "--k", "2"])
+    assert spaced.estimators == mixed.estimators == ["maxpo", "pkpo_loo"]
+    assert "pkpo_loo" in demo.K_ESTIMATORS
+    with pytest.raises(SystemExit):  # pkpo_loo reads k like maxpo: n >= k+1
+        demo.parse_args(["--estimators", "pkpo_loo", "--k", "8"])
+    sparse = demo.parse_args(["--preset", "sparse"])
+    assert sparse.sft_target == demo.PRESETS["sparse"]["sft_target"] < 0.15
+    assert demo.parse_args(["--preset", "sparse", "--sft-target", "0.2"]).sft_target == 0.2

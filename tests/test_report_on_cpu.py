@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from verl_maxpo import cli
-from verl_maxpo.report import compute_step_metrics, config_name, write_report
+from verl_maxpo.report import config_name, write_report
+from verl_maxpo.report_metrics import step_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -94,7 +95,7 @@ def test_every_number_matches_enumeration(tmp_path: Path, kind: str, threshold: 
 
 
 def test_compute_step_metrics_k_larger_than_every_prompt() -> None:
-    out = compute_step_metrics(np.array([0, 0, 1, 1, 1]), np.array([1.0, 0.0, 0.0, 0.0, 1.0]), [1, 3, 4])
+    out = step_metrics(np.array([0, 0, 1, 1, 1]), np.array([1.0, 0.0, 0.0, 0.0, 1.0]), [1, 3, 4]).as_json()
     assert out["max@1"] == pytest.approx((0.5 + 1 / 3) / 2)
     assert out["pass@3"] == pytest.approx(1.0)  # only the 3-sample prompt enters, and it has a success
     assert out["max@4"] is None and out["pass@4"] is None
@@ -209,7 +210,8 @@ def test_files_default_ks_layouts_and_training_log(tmp_path: Path, capsys: pytes
     run = tmp_path / "maxpo_k3_seed1"
     for step in (0, 4, 8):
         write_dump(run / "val", step, {f"p{i}": [float((i + j + step) % 3 == 0) for j in range(6)] for i in range(4)})
-    (run / "meta.json").write_text(json.dumps({"adv_estimator": "maxpo", "k": 3, "n": 6, "seed": 1, "val_n": 6}))
+    meta = {"adv_estimator": "maxpo", "k": 3, "n": 6, "seed": 1, "config_name": "maxpo_k3", "val_n": 6}
+    (run / "meta.json").write_text(json.dumps(meta))  # the run_folder format: every RunMeta key
     with (run / "train_log.jsonl").open("w") as f:
         for s in range(9):
             f.write(json.dumps({"step": s, "data": {"critic/score/mean": s / 10, "actor/entropy": 1 - s / 20}}) + "\n")

@@ -14,25 +14,30 @@ import subprocess
 import sys
 
 # Runs in a fresh interpreter: exactly what verl's TaskRunner and workers do at start-up.
+# Errors are reported as "Type: message (at file:line)", the last frame only: a message, not a traceback.
 _PROBE = r"""
 import json, os, traceback
 out = {"python": __import__("sys").executable}
+def short(err):
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return "".join(traceback.format_exception_only(type(err), err)).strip() + where
 try:
     import verl
     from verl.trainer.ppo import core_algos
     out["verl_version"] = getattr(verl, "__version__", "?")
     out["registered"] = sorted(n for n in ("maxpo", "pkpo") if n in core_algos.ADV_ESTIMATOR_REGISTRY)
-except Exception:
-    out["verl_error"] = traceback.format_exc()
+except Exception as err:
+    out["verl_error"] = short(err)
 try:
     from importlib.metadata import entry_points
     out["entry_points"] = sorted(f"{ep.name} = {ep.value}" for ep in entry_points(group="verl.plugins"))
-except Exception:
-    out["entry_points_error"] = traceback.format_exc()
+except Exception as err:
+    out["entry_points_error"] = short(err)
 try:
     import verl_maxpo.plugin  # noqa: F401  (surfaces the error verl swallowed)
-except Exception:
-    out["plugin_error"] = traceback.format_exc()
+except Exception as err:
+    out["plugin_error"] = short(err)
 out["VERL_USE_EXTERNAL_PLUGINS"] = os.environ.get("VERL_USE_EXTERNAL_PLUGINS")
 out["VERL_USE_EXTERNAL_MODULES"] = os.environ.get("VERL_USE_EXTERNAL_MODULES")
 print("@@PROBE@@" + json.dumps(out))
@@ -42,22 +47,37 @@ WANTED = ["maxpo", "pkpo"]
 
 
 def probe(python: str = sys.executable, env: dict[str, str] | None = None, timeout: float = 300) -> dict:
-    """Run the probe in a fresh interpreter and return what it found."""
-    proc = subprocess.run(
-        [python, "-c", _PROBE], capture_output=True, text=True, env=env or dict(os.environ), timeout=timeout
-    )
+    """Run the probe in a fresh interpreter and return what it found ({"probe_error": message} when it cannot run)."""
+    try:
+        proc = subprocess.run(
+            [python, "-c", _PROBE],
+            capture_output=True,
+            text=True,
+            env=env or dict(os.environ),
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return {"probe_error": f"{python} did not finish `import verl` within {timeout:g} s"}
+    except OSError as err:
+        return {"probe_error": f"cannot run --python {python}: {err.strerror or err}"}
     for line in proc.stdout.splitlines():
         if line.startswith("@@PROBE@@"):
-            return json.loads(line[len("@@PROBE@@") :])
-    return {"probe_error": f"exit code {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"}
+            try:
+                return json.loads(line[len("@@PROBE@@") :])
+            except ValueError:
+                break
+    # The last non-blank stderr line is the error itself; the full traceback helps nobody here.
+    last = next((ln.strip() for ln in reversed(proc.stderr.splitlines()) if ln.strip()), "no output")
+    return {"probe_error": f"{python} exited with code {proc.returncode} before reporting: {last}"}
 
 
 def diagnose(found: dict) -> list[str]:
     """Human-readable reasons why the estimators are missing (empty when all is well)."""
     if "probe_error" in found:
-        return [f"the probe interpreter failed before reporting:\n{found['probe_error']}"]
+        return [found["probe_error"]]
     if "verl_error" in found:
-        return [f"`import verl` itself fails:\n{found['verl_error']}"]
+        return [f"`import verl` itself fails: {found['verl_error']}"]
     missing = [n for n in WANTED if n not in found.get("registered", [])]
     if not missing:
         return []
@@ -73,7 +93,7 @@ def diagnose(found: dict) -> list[str]:
             "(run `pip install -e .` from the repo, with the same python)"
         )
     if "plugin_error" in found:
-        reasons.append(f"importing verl_maxpo.plugin raises (verl hid this at DEBUG level):\n{found['plugin_error']}")
+        reasons.append(f"importing verl_maxpo.plugin raises (verl hid this at DEBUG level): {found['plugin_error']}")
     reasons.append(
         "fallback without entry points: export VERL_USE_EXTERNAL_MODULES=verl_maxpo.plugin "
         "(verl imports it in every process that imports verl)"

@@ -30,7 +30,12 @@ import json
 import math
 import os
 import random
+import re
+import shutil
+import signal
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +45,9 @@ import numpy as np
 import torch
 
 from verl_maxpo.addition_task import AdditionTask, build_policy, response_log_probs, sample
+from verl_maxpo.cli_args import flat_names, float_in, int_at_least
+from verl_maxpo.report_metrics import MeanSE, Metric, mean_se, step_metrics
+from verl_maxpo.run_folder import RunFolder, RunMeta
 
 QUICK = {  # --quick: a smoke run of the whole pipeline (well under a minute on 2 cores), used by the tests
     "digits": 2,
@@ -56,61 +64,116 @@ QUICK = {  # --quick: a smoke run of the whole pipeline (well under a minute on 
 }
 
 
+# Named settings: --preset NAME replaces these defaults (explicit flags still win; --quick goes on top).
+PRESETS: dict[str, dict[str, Any]] = {
+    # The regime max@K methods target: held-out pass@1 under 10% at the start (a shorter warm start).
+    "sparse": {"sft_target": 0.05},
+}
+# Estimators that read algorithm.maxpo.k (and need n >= k+1); the others ignore k.
+K_ESTIMATORS = ("maxpo", "pkpo", "pkpo_loo")
+# ... and those with no baseline at k = 1 (pkpo's baseline is the (k-1)-statistic of the others).
+NEEDS_K2 = ("pkpo",)
+LOSS_AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+MAX_DIGITS = 9  # operand pairs are drawn from 10**(2*digits) values, which must fit an int64
+
+
+def _device(text: str) -> str:
+    """argparse type: a torch device that exists on this machine (refuses `cuda` without a GPU)."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (use cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: no CUDA GPU is visible to torch here; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the demo runs on cpu or cuda")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """All options of the demo, each documented where it is declared."""
+    """All options of the demo, each documented and range-checked where it is declared."""
     p = argparse.ArgumentParser(
         prog="verl-maxpo demo",
         description="End-to-end MaxPO vs GRPO vs PKPO A/B on a synthetic addition task, on CPU, with verl's pieces.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    pos = float_in(0.0, math.inf, low_open=True)
     # outputs and run control
     p.add_argument("--out", default="maxpo_demo", help="output folder (runs/, report.md, summary.md, PNGs)")
+    p.add_argument("--force", action="store_true", help="replace the demo's earlier outputs in a non-empty --out")
     p.add_argument("--quick", action="store_true", help=f"smoke run under a minute; overrides {sorted(QUICK)}")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None, help=f"named settings: {PRESETS}")
+    p.add_argument("--device", type=_device, default="cuda" if torch.cuda.is_available() else "cpu", help="device")
+    p.add_argument("--threads", type=int_at_least(1), default=2, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     # the A/B
-    p.add_argument("--estimators", default="maxpo,grpo,pkpo", help="comma-separated verl advantage estimators")
-    p.add_argument("--seeds", type=int, default=3, help="RL seeds per estimator (seed i uses seed value --seed + i)")
-    p.add_argument("--seed", type=int, default=0, help="base seed: model init, warm start, held-out set, RL seeds")
-    p.add_argument("--k", type=int, default=4, help="k of max@k for maxpo/pkpo (algorithm.maxpo.k); needs n >= k+1")
-    p.add_argument("--n", type=int, default=8, help="samples per training prompt (actor_rollout_ref.rollout.n)")
+    p.add_argument(
+        "--estimators", nargs="+", default=["maxpo", "grpo", "pkpo"], metavar="NAME",
+        help="verl advantage estimators, e.g. --estimators maxpo grpo or --estimators maxpo,grpo,pkpo_loo",
+    )  # fmt: skip
+    p.add_argument("--seeds", type=int_at_least(1), default=3, help="RL seeds per estimator (seed i is --seed + i)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="base seed: model, warm start, held-out set, RL")
+    p.add_argument("--k", type=int_at_least(1), default=4, help="k of max@k (algorithm.maxpo.k); needs n >= k+1")
+    p.add_argument("--n", type=int_at_least(2), default=8, help="samples per training prompt (rollout.n)")
     # task
-    p.add_argument("--digits", type=int, default=3, help="task difficulty: digits per operand of the addition")
-    p.add_argument("--val-prompts", type=int, default=64, help="held-out prompts, never trained on")
+    p.add_argument("--digits", type=int_at_least(1), default=3, help=f"digits per operand (1..{MAX_DIGITS})")
+    p.add_argument("--val-prompts", type=int_at_least(1), default=64, help="held-out prompts, never trained on")
     # warm start (supervised)
-    p.add_argument("--sft-target", type=float, default=0.15, help="stop the warm start at this sampled pass@1")
-    p.add_argument("--sft-max-steps", type=int, default=3000, help="upper bound on warm-start steps")
-    p.add_argument("--sft-lr", type=float, default=3e-3, help="warm-start AdamW learning rate")
-    p.add_argument("--sft-batch", type=int, default=128, help="warm-start batch size (prompt, answer) pairs")
+    p.add_argument(
+        "--sft-target", type=float_in(0.0, 1.0, low_open=True), default=0.15,
+        help="stop the warm start at this sampled pass@1 on training prompts, in (0, 1]",
+    )  # fmt: skip
+    p.add_argument("--sft-max-steps", type=int_at_least(1), default=3000, help="upper bound on warm-start steps")
+    p.add_argument("--sft-lr", type=pos, default=3e-3, help="warm-start AdamW learning rate")
+    p.add_argument("--sft-batch", type=int_at_least(1), default=128, help="warm-start batch of (prompt, answer)")
     # RL (verl's names in brackets)
-    p.add_argument("--steps", type=int, default=150, help="RL steps per run (trainer.total_training_steps)")
-    p.add_argument("--prompts-per-step", type=int, default=32, help="prompts per RL step (data.train_batch_size)")
-    p.add_argument("--lr", type=float, default=3e-4, help="RL AdamW learning rate (actor.optim.lr)")
-    p.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip (actor.grad_clip)")
-    p.add_argument("--loss-agg-mode", default="token-mean", help="verl loss aggregation (actor.loss_agg_mode)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, training and validation")
+    p.add_argument("--steps", type=int_at_least(1), default=150, help="RL steps per run (total_training_steps)")
+    p.add_argument("--prompts-per-step", type=int_at_least(1), default=32, help="prompts per step (train_batch_size)")
+    p.add_argument("--lr", type=pos, default=3e-4, help="RL AdamW learning rate (actor.optim.lr)")
+    p.add_argument("--grad-clip", type=pos, default=1.0, help="gradient norm clip (actor.grad_clip)")
+    p.add_argument("--loss-agg-mode", choices=LOSS_AGG_MODES, default="token-mean", help="actor.loss_agg_mode")
+    p.add_argument("--temperature", type=pos, default=1.0, help="sampling temperature, training and validation")
     # validation
-    p.add_argument("--val-every", type=int, default=10, help="validate every this many RL steps (and at 0, end)")
-    p.add_argument("--val-n", type=int, default=16, help="samples per held-out prompt (pass@n needs n > k)")
+    p.add_argument("--val-every", type=int_at_least(1), default=10, help="validate every this many steps (+0, end)")
+    p.add_argument("--val-n", type=int_at_least(2), default=16, help="samples per held-out prompt (needs > k)")
     # gradient variance
-    p.add_argument("--gradvar-draws", type=int, default=64, help="independent gradient estimates per checkpoint")
-    p.add_argument("--gradvar-prompts", type=int, default=16, help="prompts per gradient estimate (n samples each)")
+    p.add_argument("--gradvar-draws", type=int_at_least(2), default=64, help="gradient estimates per checkpoint")
+    p.add_argument("--gradvar-prompts", type=int_at_least(1), default=16, help="prompts per gradient estimate")
     return p
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Parse argv; --quick replaces the defaults listed in QUICK (explicit flags after it still win)."""
+    """Parse and check argv, all before any work; --preset then --quick replace defaults (explicit flags win)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.quick:
-        parser.set_defaults(**QUICK)
+    if args.preset or args.quick:
+        parser.set_defaults(**PRESETS.get(args.preset, {}), **(QUICK if args.quick else {}))
         args = parser.parse_args(argv)
-    args.estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
-    if "pkpo" in args.estimators and args.k < 2:
-        parser.error("pkpo needs --k >= 2 (at k = 1 it has no baseline; maxpo at k = 1 is RLOO)")
-    if args.n < args.k + 1 or args.val_n < args.k + 1:
-        parser.error(f"--n ({args.n}) and --val-n ({args.val_n}) must be at least k+1 = {args.k + 1}")
+    try:
+        args.estimators = flat_names(args.estimators, "--estimators")
+    except argparse.ArgumentTypeError as err:
+        parser.error(str(err))
+    if args.digits > MAX_DIGITS:
+        parser.error(f"--digits must be at most {MAX_DIGITS}, got {args.digits}")
+    if args.val_prompts > 10 ** (2 * args.digits) // 2:
+        parser.error(f"--val-prompts {args.val_prompts} is too many for {args.digits}-digit operands")
+    no_k1 = [e for e in args.estimators if e in NEEDS_K2]
+    if no_k1 and args.k < 2:
+        parser.error(f"{', '.join(no_k1)} needs --k >= 2 (at k = 1 it has no baseline; maxpo at k = 1 is RLOO)")
+    if args.n < args.k + 1:
+        parser.error(f"--n ({args.n}) must be at least k+1 = {args.k + 1}")
+    if args.val_n < args.k + 1:
+        parser.error(f"--val-n ({args.val_n}) must be at least k+1 = {args.k + 1}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        parser.error(
+            f"--out {out} is not empty; choose another folder, or pass --force to replace the demo's earlier "
+            "outputs there (other files are kept)"
+        )
     return args
 
 
@@ -295,8 +358,6 @@ def validate(
     same seed and step draw the same random numbers (common random numbers make the A/B less noisy)."""
     from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 
-    from verl_maxpo.estimators import max_at_k
-
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(1_000_003 * (seed + 1) + step)
     batch = rollout(model, task, task.val_pairs, args.val_n, args.temperature, gen)
@@ -305,9 +366,11 @@ def validate(
     outputs = task.decode(batch.responses, batch.response_mask)
     with contextlib.redirect_stdout(io.StringIO()):  # it prints one line per dump; keep the progress bar clean
         RayPPOTrainer._write_generations(prompts, outputs, gts, batch.scores.tolist(), {}, str(run_dir / "val"), step)
+    prompt_ids = np.repeat(np.arange(len(task.val_pairs)), args.val_n)  # rollout keeps a prompt's samples together
+    computed = step_metrics(prompt_ids, batch.scores.cpu().numpy(), val_ks(args), step=step)
     metrics = {"val/reward_mean": batch.scores.mean().item()}
     for k in val_ks(args):
-        metrics[f"val/pass@{k}"] = max_at_k(batch.scores.cpu(), batch.uid, k).mean().item()
+        metrics[f"val/pass@{k}"] = computed.values[Metric(k, "pass")]
     return metrics
 
 
@@ -346,18 +409,18 @@ def run_rl(
     model.load_state_dict(warm_state)
     algo_cfg, actor_cfg = verl_configs(estimator, args)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "adv_estimator": estimator,
-        "k": args.k if estimator in ("maxpo", "pkpo") else None,
-        "n": args.n,
-        "seed": seed,
-        "config_name": estimator,
-        "val_n": args.val_n,
-    }
-    (run_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    config = {**{k: v for k, v in vars(args).items() if k != "out"}, **meta}
-    tracker = make_tracker(run_dir / "train_log.jsonl", run_dir.name, config)
+    folder = RunFolder(run_dir)
+    meta = RunMeta(
+        adv_estimator=estimator,
+        k=args.k if estimator in K_ESTIMATORS else None,
+        n=args.n,
+        seed=seed,
+        config_name=estimator,
+        val_n=args.val_n,
+    )
+    folder.claim(meta)  # creates the folder, val/ and meta.json
+    config = {**{k: v for k, v in vars(args).items() if k != "out"}, **meta.to_dict()}
+    tracker = make_tracker(folder.train_log, run_dir.name, config)
     # the same prompt order and sampling stream for every estimator at this seed
     prompt_rng = np.random.default_rng([seed, 3])
     device = next(model.parameters()).device
@@ -406,14 +469,15 @@ def gradient_variance(
     params = [p for p in model.parameters() if p.requires_grad]
     rng = np.random.default_rng([seed, 4])
     gen = torch.Generator(device=device).manual_seed(seed + 4)
-    configs = {est: verl_configs(est, args) for est in args.estimators}
-    grads: dict[str, list[torch.Tensor]] = {est: [] for est in args.estimators}
+    estimators = getattr(args, "gradvar_estimators", args.estimators)
+    configs = {est: verl_configs(est, args) for est in estimators}
+    grads: dict[str, list[torch.Tensor]] = {est: [] for est in estimators}
     for _ in range(args.gradvar_draws):
         batch = rollout(model, task, task.train_pairs(rng, args.gradvar_prompts), args.n, args.temperature, gen)
         log_prob = response_log_probs(model, batch.prompt_ids, batch.responses)
-        for i, est in enumerate(args.estimators):
+        for i, est in enumerate(estimators):
             loss, _, _ = policy_gradient_loss(model, batch, est, *configs[est], log_prob=log_prob)
-            last = i == len(args.estimators) - 1
+            last = i == len(estimators) - 1
             g = torch.autograd.grad(-loss, params, retain_graph=not last, allow_unused=True)
             grads[est].append(
                 torch.cat(
@@ -456,6 +520,10 @@ def fmt(mean: float, se: float | None, scale: float = 100.0) -> str:
     return f"{scale * mean:.1f} ± {scale * se:.1f}"
 
 
+def _pair(value: MeanSE) -> tuple[float, float | None]:
+    return value.mean, value.se
+
+
 def summarize(
     args: argparse.Namespace,
     histories: dict[str, dict[int, list[dict[str, float]]]],
@@ -465,8 +533,6 @@ def summarize(
     command: str,
 ) -> tuple[str, dict[str, Any]]:
     """Markdown summary (final and mean-over-training pass@k per estimator, gradient variance) and its data."""
-    from verl_maxpo.report import mean_se
-
     ks = val_ks(args)
     lines = [
         "# MaxPO demo summary",
@@ -488,10 +554,10 @@ def summarize(
     for est, by_seed in histories.items():
         row = {}
         runs = list(by_seed.values())
-        row["step0_pass@1"] = mean_se([h[0]["val/pass@1"] for h in runs])
+        row["step0_pass@1"] = _pair(mean_se([h[0]["val/pass@1"] for h in runs]))
         for k in ks:
-            row[f"final_pass@{k}"] = mean_se([h[-1][f"val/pass@{k}"] for h in runs])
-            row[f"avg_pass@{k}"] = mean_se([float(np.mean([e[f"val/pass@{k}"] for e in h[1:]])) for h in runs])
+            row[f"final_pass@{k}"] = _pair(mean_se([h[-1][f"val/pass@{k}"] for h in runs]))
+            row[f"avg_pass@{k}"] = _pair(mean_se([float(np.mean([e[f"val/pass@{k}"] for e in h[1:]])) for h in runs]))
         table[est] = row
         cells = [est, fmt(*row["step0_pass@1"])]
         cells += [fmt(*row[f"final_pass@{k}"]) for k in ks] + [fmt(*row[f"avg_pass@{k}"]) for k in ks]
@@ -534,7 +600,7 @@ def write_curves_report(out: Path, run_dirs: list[Path], args: argparse.Namespac
     """report.md + PNG curves through the `report` command's logic (mean ± s.e. over seed<N> runs)."""
     from verl_maxpo.report import write_report
 
-    write_report(run_dirs, out, ks=val_ks(args))
+    write_report(run_dirs, out, ks=val_ks(args), relative_to=out)
     return out / "report.md"
 
 
@@ -543,25 +609,107 @@ def write_curves_report(out: Path, run_dirs: list[Path], args: argparse.Namespac
 # ----------------------------------------------------------------------------------------------------------------
 
 
+# The demo's own top-level outputs (its manifest lists those of one run); --force removes these and nothing else.
+MANIFEST_NAME = ".verl_maxpo_demo.json"
+_OWN_OUTPUTS = re.compile(r"^(runs|report\.md|summary\.md|summary\.json|\.verl_maxpo_report\.json|"
+                          r"((max|pass)_at_\d+|training)\.png)$")  # fmt: skip
+
+
+class _Stop(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so the partial folder is removed on the way out."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Stop(f"signal {signum}")
+
+
+def _partial_dir(out: Path) -> Path:
+    """A fresh folder beside OUT that the run writes into; renamed into place only when everything is written."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+
+
+def _publish(partial: Path, out: Path) -> None:
+    """Move a finished run from `partial` to `out`. An empty or absent OUT is replaced by one rename. A non-empty OUT
+    (allowed by --force) loses the demo's earlier outputs (its manifest, or the names the demo writes) and gets the
+    new ones; unrelated files stay. Signals are held off meanwhile so OUT never holds half of each run."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    held = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+    try:
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        if not out.exists():
+            os.replace(partial, out)
+            return
+        for entry in out.iterdir():
+            if _OWN_OUTPUTS.match(entry.name) or entry.name == MANIFEST_NAME:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        for entry in partial.iterdir():
+            os.replace(entry, out / entry.name)
+        partial.rmdir()
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+
+
+def gradvar_estimators(estimators: list[str], k: int, registry: Any) -> list[str]:
+    """The estimators of the gradient-variance section: the A/B's, plus both PKPO baselines (`pkpo`, `pkpo_loo`)
+    when verl has them registered and they are defined at this k. The section is cheap: every estimator is
+    computed on the same samples."""
+    extra = [e for e in ("pkpo", "pkpo_loo") if e not in estimators and e in registry and (k >= 2 or e not in NEEDS_K2)]
+    return list(estimators) + extra
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the whole A/B; returns 0 on success."""
+    """Run the whole A/B; returns 0 on success, 2 for a bad option (refused before any work)."""
     args = parse_args(argv)
     command = "verl-maxpo demo " + " ".join(sys.argv[1:] if argv is None else argv)
     import verl  # noqa: F401  (loads the verl.plugins entry point, which registers maxpo and pkpo)
-    from tqdm.auto import tqdm
     from verl.trainer.ppo import core_algos
 
     missing = [e for e in args.estimators if e not in core_algos.ADV_ESTIMATOR_REGISTRY]
     if missing:
-        print(f"verl-maxpo demo: unknown estimators {missing}; run `verl-maxpo check`", file=sys.stderr)
+        known = ", ".join(sorted(map(str, core_algos.ADV_ESTIMATOR_REGISTRY)))
+        print(
+            f"verl-maxpo demo: error: --estimators: {', '.join(missing)} not registered in verl (known: {known}); "
+            "run `verl-maxpo check`",
+            file=sys.stderr,
+        )
         return 2
+    # The variance section is cheap (every estimator on the same samples): add the PKPO baselines when registered.
+    args.gradvar_estimators = gradvar_estimators(args.estimators, args.k, core_algos.ADV_ESTIMATOR_REGISTRY)
+    out = Path(args.out)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    partial = _partial_dir(out.resolve())  # beside OUT, also for `--out .`
+    try:
+        text = run_demo(args, partial, command)
+        _publish(partial, out)
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: a message, not a traceback; OUT is as it was
+        print(f"\nverl-maxpo demo: interrupted ({stop or 'Ctrl-C'}); {out} left as it was", file=sys.stderr)
+        return 143 if isinstance(stop, _Stop) else 130
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    (out / MANIFEST_NAME).write_text(json.dumps(sorted(p.name for p in out.iterdir() if _OWN_OUTPUTS.match(p.name))))
+    print(text)
+    print(f"\nruns (verl file logs + validation dumps): {out / 'runs'}")
+    print(f"curves report: {out / 'report.md'}")
+    print(f"summary: {out / 'summary.md'}")
+    return 0
+
+
+def run_demo(args: argparse.Namespace, out: Path, command: str) -> str:
+    """Every stage, written into `out`; returns the summary markdown."""
+    from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
     torch.set_num_threads(args.threads)
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = torch.device(args.device)
-    out = Path(args.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     seeds = [args.seed + i for i in range(args.seeds)]
     checkpoints = 1 + len(args.estimators)
@@ -595,7 +743,7 @@ def main(argv: list[str] | None = None) -> int:
             timings["RL"] = t_rl
             timings["gradient variance"] = time.perf_counter() - t0 - t_rl
         t0 = time.perf_counter()
-        report = write_curves_report(out, run_dirs, args)
+        write_curves_report(out, run_dirs, args)
         timings["report"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
         text, data = summarize(args, histories, gradvar, warm, timings, command)
@@ -603,11 +751,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "summary.json").write_text(json.dumps(data, indent=2, default=float) + "\n")
     finally:
         torch.use_deterministic_algorithms(deterministic)
-    print(text)
-    print(f"\nruns (verl file logs + validation dumps): {out / 'runs'}")
-    print(f"curves report: {report}")
-    print(f"summary: {out / 'summary.md'}")
-    return 0
+    return text
 
 
 if __name__ == "__main__":

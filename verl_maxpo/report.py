@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -24,19 +25,32 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from verl_maxpo.estimators import max_at_k
-from verl_maxpo.groups import group_index
+from verl_maxpo.cli_args import flat_ints, float_in
 from verl_maxpo.report_data import Problems, RunData, read_run
+from verl_maxpo.report_metrics import (
+    Extremes,
+    GroupMetrics,
+    MeanSE,
+    Metric,
+    ReportMetrics,
+    StepMetrics,
+    config_name,
+    group_metrics,
+    metrics_for,
+    run_metrics,
+    step_metrics,
+)
 from verl_maxpo.report_plots import Curve, plot_grid, plot_metric
 
-__all__ = ["DEFAULT_OUT", "compute_step_metrics", "config_name", "main", "mean_se", "write_report"]
+__all__ = ["DEFAULT_OUT", "build_report", "config_name", "main", "to_json", "write_report"]
 
 DEFAULT_OUT = "maxpo_report"
-METRIC_KINDS = ("max", "pass")
-# `maxpo_k4_seed1`, `grpo-seed2`, `run_seed_3` -> config `maxpo_k4`, `grpo`, `run`.
-_SEED_SUFFIX = re.compile(r"^(?P<config>.+?)[_\-.]?seed[_\-]?(?P<seed>\d+)$", re.IGNORECASE)
+MAX_K = 1_000_000
+# The files one report wrote, so the next report into the same folder removes them and nothing else.
+MANIFEST_NAME = ".verl_maxpo_report.json"
+# What reports wrote before the manifest existed (removed only beside a report.md of ours).
+_LEGACY_OUTPUT = re.compile(r"^((max|pass)_at_\d+|training)\.png$")
 # Training-log metrics plotted when present, in this order; `val-core/...` means are added after them.
 _TRAIN_METRICS = (
     "critic/score/mean",
@@ -58,54 +72,6 @@ HOW_TO_READ = (
 )
 
 
-def metric_names(ks: Sequence[int]) -> list[str]:
-    """['max@1', 'pass@1', 'max@4', 'pass@4', ...] in the order of ks."""
-    return [f"{kind}@{k}" for k in ks for kind in METRIC_KINDS]
-
-
-def compute_step_metrics(
-    prompt_ids: np.ndarray, scores: np.ndarray, ks: Sequence[int], pass_threshold: float = 1.0
-) -> dict[str, Any]:
-    """max@k and pass@k of one validation step.
-
-    Args:
-        prompt_ids: (N,) integer prompt id of each sample (samples of one prompt share an id).
-        scores: (N,) finite float score of each sample.
-        ks: the k values.
-        pass_threshold: a sample passes when score >= pass_threshold.
-
-    Returns:
-        {"prompts": P, "samples": N, "max@k": float | None, "pass@k": float | None, ..., "left_out": {"k": count}},
-        a metric being None when every prompt has fewer than k samples; `left_out` lists only the k that lost
-        prompts.
-    """
-    ids = torch.as_tensor(np.asarray(prompt_ids, dtype=np.int64))
-    rewards = torch.as_tensor(np.asarray(scores, dtype=np.float64))
-    passed = (rewards >= pass_threshold).to(torch.float64)
-    inverse, counts = group_index(ids)
-    group_size_of_sample = counts[inverse]
-    out: dict[str, Any] = {"prompts": int(counts.numel()), "samples": int(rewards.numel())}
-    left_out: dict[str, int] = {}
-    for k in ks:
-        keep = group_size_of_sample >= k
-        n_out = int((counts < k).sum())
-        if n_out:
-            left_out[str(k)] = n_out
-        if not bool(keep.any()):
-            out[f"max@{k}"] = out[f"pass@{k}"] = None
-            continue
-        out[f"max@{k}"] = float(max_at_k(rewards[keep], ids[keep], k).mean())
-        out[f"pass@{k}"] = float(max_at_k(passed[keep], ids[keep], k).mean())
-    out["left_out"] = left_out
-    return out
-
-
-def config_name(run_name: str) -> str:
-    """The config a run belongs to: its name without a trailing `seed<N>` (`maxpo_k4_seed1` -> `maxpo_k4`)."""
-    match = _SEED_SUFFIX.match(run_name)
-    return match["config"] if match else run_name
-
-
 def samples_per_prompt(run: RunData) -> int | None:
     """The run's n: the most common number of samples per prompt over its dumps (the larger on a tie)."""
     if not run.dumps:
@@ -113,74 +79,6 @@ def samples_per_prompt(run: RunData) -> int | None:
     sizes = np.concatenate([np.bincount(d.prompt_ids) for d in run.dumps])
     values, freq = np.unique(sizes[sizes > 0], return_counts=True)
     return int(values[freq == freq.max()].max())
-
-
-def _meta_k(run: RunData, problems: Problems) -> int | None:
-    k = run.meta.get("k")
-    if k is None:
-        return None
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        problems.errors.append(f"{run.path / 'meta.json'}: 'k' must be a positive integer or null, got {k!r}")
-        return None
-    return k
-
-
-def mean_se(values: Sequence[float]) -> tuple[float, float | None]:
-    """Mean and standard error (sample std / sqrt(count)); the SE is None for a single value."""
-    arr = np.asarray(values, dtype=np.float64)
-    se = float(arr.std(ddof=1) / math.sqrt(arr.size)) if arr.size >= 2 else None
-    return float(arr.mean()), se
-
-
-def _run_summary(steps: list[dict[str, Any]], metrics: Sequence[str]) -> dict[str, Any]:
-    """Per metric: the value at the last step and the best value over steps (with its step)."""
-    summary = {}
-    for m in metrics:
-        points = [(s["step"], s[m]) for s in steps if s.get(m) is not None]
-        last = steps[-1] if steps else {}
-        best = max(points, key=lambda p: (p[1], -p[0])) if points else (None, None)
-        summary[m] = {"final": last.get(m), "final_step": last.get("step"), "best": best[1], "best_step": best[0]}
-    return summary
-
-
-def _group_steps(members: list[dict[str, Any]], metrics: Sequence[str], problems: Problems, name: str) -> list:
-    """Mean and standard error across seeds at the validation steps that every seed has."""
-    step_sets = [{s["step"] for s in r["steps"]} for r in members]
-    common = sorted(set.intersection(*step_sets))
-    if any(s != set(common) for s in step_sets):
-        problems.notes.append(
-            f"seed group {name!r}: seeds have different validation steps; only the {len(common)} "
-            "steps that all seeds share are averaged"
-        )
-    by_step = [{s["step"]: s for s in r["steps"]} for r in members]
-    out = []
-    for step in common:
-        row: dict[str, Any] = {"step": step}
-        for m in metrics:
-            vals = [b[step].get(m) for b in by_step]
-            mean, se = mean_se(vals) if all(v is not None for v in vals) else (None, None)
-            row[m], row[f"{m}_se"] = mean, se
-        out.append(row)
-    return out
-
-
-def _group_summary(steps: list[dict[str, Any]], metrics: Sequence[str]) -> dict[str, Any]:
-    """Final: mean ± SE at the last common step. Best: the step where the seed-mean curve peaks (not the mean of
-    per-seed maxima, which is biased upward by picking each seed's luckiest step)."""
-    summary = {}
-    for m in metrics:
-        last = steps[-1] if steps else {}
-        points = [s for s in steps if s.get(m) is not None]
-        best = max(points, key=lambda s: (s[m], -s["step"])) if points else {}
-        summary[m] = {
-            "final": last.get(m),
-            "final_se": last.get(f"{m}_se"),
-            "final_step": last.get("step"),
-            "best": best.get(m),
-            "best_se": best.get(f"{m}_se"),
-            "best_step": best.get("step"),
-        }
-    return summary
 
 
 def _fmt(value: float | None, se: float | None = None, with_se: bool = False) -> str:
@@ -197,49 +95,39 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def _curves(result: dict[str, Any], metric: str) -> list[Curve]:
+def _curves(report: ReportMetrics, metric: Metric) -> list[Curve]:
     """One curve per multi-seed group (mean ± SE) and one per run outside such a group."""
-    colors = _colors(result)
+    colors = _colors(report)
     curves = []
-    for g in result["groups"]:
-        if g["seeds"] < 2:
+    for g in report.groups:
+        if g.seeds < 2:
             continue
-        pts = [s for s in g["steps"] if s.get(metric) is not None]
+        pts = [(s.step, s.values[metric]) for s in g.steps if s.values[metric].mean is not None]
         if pts:
             curves.append(
                 Curve(
-                    f"{g['name']} (mean ± SE, {g['seeds']} seeds)",
-                    np.array([s["step"] for s in pts]),
-                    np.array([s[metric] for s in pts]),
-                    np.array([np.nan if s[f"{metric}_se"] is None else s[f"{metric}_se"] for s in pts]),
-                    colors[("group", g["name"])],
+                    f"{g.name} (mean ± SE, {g.seeds} seeds)",
+                    np.array([st for st, _ in pts]),
+                    np.array([v.mean for _, v in pts]),
+                    np.array([np.nan if v.se is None else v.se for _, v in pts]),
+                    colors[("group", g.name)],
                 )
             )
-    for r in result["runs"]:
-        if r["seeds_in_group"] >= 2:
-            continue
-        pts = [s for s in r["steps"] if s.get(metric) is not None]
-        if pts:
-            curves.append(
-                Curve(
-                    r["name"],
-                    np.array([s["step"] for s in pts]),
-                    np.array([s[metric] for s in pts]),
-                    None,
-                    colors[("run", r["name"])],
-                )
-            )
+    for r in report.runs:
+        steps, values = r.curve(metric)
+        if r.seeds_in_group < 2 and steps:
+            curves.append(Curve(r.name, np.array(steps), np.array(values), None, colors[("run", r.name)]))
     return curves
 
 
-def _train_curves(runs: list[RunData], result: dict[str, Any], metric: str) -> list[Curve]:
+def _train_curves(runs: list[RunData], report: ReportMetrics, metric: str) -> list[Curve]:
     """Training-log curves: seed groups averaged over the steps all their seeds logged, other runs as they are."""
     by_name = {r.name: r for r in runs}
-    colors = _colors(result)
+    colors = _colors(report)
     curves, averaged = [], set()
-    for g in result["groups"]:
-        series = [by_name[n].train_log.get(metric) for n in g["runs"]]
-        if g["seeds"] < 2 or any(s is None for s in series):
+    for g in report.groups:
+        series = [by_name[n].train_log.get(metric) for n in g.runs]
+        if g.seeds < 2 or any(s is None for s in series):
             continue
         common = series[0][0]
         for steps, _ in series[1:]:
@@ -248,21 +136,14 @@ def _train_curves(runs: list[RunData], result: dict[str, Any], metric: str) -> l
             continue
         stacked = np.stack([vals[np.searchsorted(steps, common)] for steps, vals in series])
         se = stacked.std(axis=0, ddof=1) / math.sqrt(stacked.shape[0])
-        curves.append(
-            Curve(
-                f"{g['name']} (mean ± SE, {g['seeds']} seeds)",
-                common,
-                stacked.mean(0),
-                se,
-                colors[("group", g["name"])],
-            )
-        )
-        averaged.add(g["name"])
-    for r in result["runs"]:
-        series = by_name[r["name"]].train_log.get(metric)
-        if series is not None and r["group"] not in averaged:
-            owner = ("group", r["group"]) if r["seeds_in_group"] >= 2 else ("run", r["name"])
-            curves.append(Curve(r["name"], series[0], series[1], None, colors[owner]))
+        label = f"{g.name} (mean ± SE, {g.seeds} seeds)"
+        curves.append(Curve(label, common, stacked.mean(0), se, colors[("group", g.name)]))
+        averaged.add(g.name)
+    for r in report.runs:
+        series = by_name[r.name].train_log.get(metric)
+        if series is not None and r.group not in averaged:
+            owner = ("group", r.group) if r.seeds_in_group >= 2 else ("run", r.name)
+            curves.append(Curve(r.name, series[0], series[1], None, colors[owner]))
     return curves
 
 
@@ -295,6 +176,68 @@ def _check_lengths(what: str, values: Sequence[Any] | None, n: int) -> None:
         raise ValueError(f"got {len(values)} {what} for {n} run folder(s): give one per RUN_DIR, in the same order")
 
 
+def _check_inputs(n_dirs: int, ks, labels, groups, train_logs) -> None:
+    _check_lengths("labels", labels, n_dirs)
+    _check_lengths("groups", groups, n_dirs)
+    _check_lengths("training logs", train_logs, n_dirs)
+    if ks is not None and any(isinstance(k, bool) or int(k) != k or not 1 <= k <= MAX_K for k in ks):
+        raise ValueError(f"every k must be an integer in [1, {MAX_K}], got {list(ks)}")
+
+
+def build_report(
+    run_dirs: Sequence[str | Path],
+    ks: Sequence[int] | None = None,
+    pass_threshold: float = 1.0,
+    labels: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+    train_logs: Sequence[str | Path | None] | None = None,
+) -> tuple[ReportMetrics, list[RunData]]:
+    """Read `run_dirs` and compute every number (see write_report for the arguments); also the runs as read."""
+    _check_inputs(len(run_dirs), ks, labels, groups, train_logs)
+    problems = Problems()
+    runs, group_of = _read_runs(run_dirs, labels, groups, train_logs, problems)
+    n_of = [samples_per_prompt(r) for r in runs]
+    if ks is None:
+        candidates = {1} | {r.meta.k for r in runs if r.meta is not None} | set(n_of)
+        ks = [k for k in candidates if k is not None]
+    ks = sorted({int(k) for k in ks})
+    metrics = metrics_for(ks)
+
+    warnings: list[str] = []
+    entries = []
+    for run, group, n in zip(runs, group_of, n_of, strict=True):
+        steps = [
+            step_metrics(d.prompt_ids, d.scores, ks, pass_threshold, step=d.step)
+            for d in sorted(run.dumps, key=lambda d: d.step)
+        ]
+        warnings += _left_out_warnings(run.name, steps, ks)
+        seeds = group_of.count(group)
+        entries.append(
+            run_metrics(run.name, str(run.path), group, seeds, n, run.meta, steps, metrics, sorted(run.train_log))
+        )
+    group_entries = []
+    for name in dict.fromkeys(group_of):
+        group, dropped = group_metrics(name, [e for e in entries if e.group == name], metrics)
+        if dropped:
+            problems.notes.append(
+                f"seed group {name!r}: seeds have different validation steps; only the {len(group.steps)} "
+                "steps that all seeds share are averaged"
+            )
+        group_entries.append(group)
+    scores = [d.scores for r in runs for d in r.dumps]
+    binary = bool(scores) and 0 < pass_threshold <= 1 and all(np.isin(s, (0.0, 1.0)).all() for s in scores)
+    report = ReportMetrics(
+        entries,
+        group_entries,
+        ks,
+        pass_threshold,
+        binary,
+        problems.errors,
+        list(dict.fromkeys(problems.notes + warnings)),
+    )
+    return report, runs
+
+
 def write_report(
     run_dirs: Sequence[str | Path],
     out_dir: str | Path,
@@ -304,96 +247,147 @@ def write_report(
     groups: Sequence[str] | None = None,
     *,
     train_logs: Sequence[str | Path | None] | None = None,
+    relative_to: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Compute the report of `run_dirs`, write report.md and PNG curves into `out_dir`, and return the numbers.
+    """Compute the report of `run_dirs`, write report.md and PNG curves into `out_dir`, and return the numbers as
+    JSON-ready data (the shape `--json` prints).
 
     Args:
         run_dirs: run folders (`<run>/val/<step>.jsonl` layout, or bare folders of `<step>.jsonl` dumps).
-        out_dir: output folder (created).
+        out_dir: output folder (created; files an earlier report wrote there are removed first).
         ks: the k values; default 1, every run's meta.json `k`, and every run's samples per prompt n.
         pass_threshold: a sample passes when score >= pass_threshold.
         labels: display names, one per run dir (default: folder names).
         groups: seed-group names, one per run dir (default: the name without its `seed<N>` suffix).
         train_logs: training-log paths, one per run dir (None entries: `<run>/train_log.jsonl` when present).
+        relative_to: show run folders relative to this folder (the demo, which writes into a folder it renames).
 
     Returns:
-        {"runs": [{"name", "path", "group", "n", "meta", "steps": [{"step", "prompts", "samples", "max@k",
-        "pass@k", ..., "left_out"}], "summary"}], "groups": [...], "ks", "pass_threshold", "errors", "warnings",
-        "report", "plots"}. Bad input never raises: it is listed in "errors" and in the markdown.
+        `to_json(report)` plus "report" (the markdown's path) and "plots". Bad input never raises: it is listed in
+        "errors" and in the markdown.
 
     Raises:
-        ValueError: labels/groups/train_logs of the wrong length, or a k below 1.
+        ValueError: labels/groups/train_logs of the wrong length, or a k outside [1, MAX_K].
+        OutputError: `out_dir` cannot be created or written (checked before anything is read).
     """
-    n_dirs = len(run_dirs)
-    _check_lengths("labels", labels, n_dirs)
-    _check_lengths("groups", groups, n_dirs)
-    _check_lengths("training logs", train_logs, n_dirs)
-    if ks is not None and any(isinstance(k, bool) or int(k) != k or k < 1 for k in ks):
-        raise ValueError(f"every k must be an integer >= 1, got {list(ks)}")
+    _check_inputs(len(run_dirs), ks, labels, groups, train_logs)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    problems = Problems()
-    runs, group_of = _read_runs(run_dirs, labels, groups, train_logs, problems)
+    _prepare_out(out)
+    report, runs = build_report(run_dirs, ks, pass_threshold, labels, groups, train_logs)
+    if relative_to is not None:
+        for entry in report.runs:
+            entry.path = os.path.relpath(entry.path, relative_to)
+    try:
+        plots = _write_plots(out, runs, report)
+        report_path = out / "report.md"
+        report_path.write_text(_markdown(report, plots), encoding="utf-8")
+        _write_manifest(out, [report_path, *plots])
+    except OSError as err:
+        raise OutputError(f"{out}: cannot write the report ({err})") from None
+    return {**to_json(report), "plots": [str(p) for p in plots], "report": str(report_path)}
 
-    n_of = [samples_per_prompt(r) for r in runs]
-    if ks is None:
-        candidates = {1} | {_meta_k(r, problems) for r in runs} | set(n_of)
-        ks = [k for k in candidates if k is not None]
-    ks = sorted({int(k) for k in ks})
-    metrics = metric_names(ks)
 
-    warnings: list[str] = []
-    entries = []
-    for run, group, n in zip(runs, group_of, n_of, strict=True):
-        steps = [
-            {"step": d.step, **compute_step_metrics(d.prompt_ids, d.scores, ks, pass_threshold)}
-            for d in sorted(run.dumps, key=lambda d: d.step)
-        ]
-        warnings += _left_out_warnings(run.name, steps, ks)
-        entries.append(
-            {
-                "name": run.name,
-                "path": str(run.path),
-                "group": group,
-                "seeds_in_group": group_of.count(group),
-                "n": n,
-                "meta": run.meta,
-                "steps": steps,
-                "summary": _run_summary(steps, metrics),
-                "train_metrics": sorted(run.train_log),
-            }
-        )
-    group_entries = []
-    for name in dict.fromkeys(group_of):
-        members = [e for e in entries if e["group"] == name]
-        with_steps = [e for e in members if e["steps"]]
-        g_steps = _group_steps(with_steps, metrics, problems, name) if with_steps else []
-        group_entries.append(
-            {
-                "name": name,
-                "runs": [e["name"] for e in members],
-                "seeds": len(members),
-                "steps": g_steps,
-                "summary": _group_summary(g_steps, metrics),
-            }
-        )
-    scores = [d.scores for r in runs for d in r.dumps]
-    result: dict[str, Any] = {
-        "runs": entries,
-        "groups": group_entries,
-        "ks": ks,
-        "pass_threshold": pass_threshold,
-        # With 0/1 scores and a threshold in (0, 1], pass@k and max@k are the same numbers.
-        "binary_scores": bool(scores) and 0 < pass_threshold <= 1 and all(np.isin(s, (0.0, 1.0)).all() for s in scores),
-        "errors": problems.errors,
-        "warnings": list(dict.fromkeys(problems.notes + warnings)),
+def _extremes_json(e: Extremes, with_se: bool) -> dict[str, Any]:
+    if not with_se:
+        return {"final": e.final.mean, "final_step": e.final_step, "best": e.best.mean, "best_step": e.best_step}
+    return {
+        "final": e.final.mean,
+        "final_se": e.final.se,
+        "final_step": e.final_step,
+        "best": e.best.mean,
+        "best_se": e.best.se,
+        "best_step": e.best_step,
     }
-    plots = _write_plots(out, runs, result, metrics, pass_threshold)
-    result["plots"] = [str(p) for p in plots]
-    report_path = out / "report.md"
-    report_path.write_text(_markdown(result, metrics, plots), encoding="utf-8")
-    result["report"] = str(report_path)
-    return result
+
+
+def _group_step_json(step: int, values: dict[Metric, MeanSE]) -> dict[str, Any]:
+    row: dict[str, Any] = {"step": step}
+    for m, v in values.items():
+        row[m.name], row[f"{m.name}_se"] = v.mean, v.se
+    return row
+
+
+def to_json(report: ReportMetrics) -> dict[str, Any]:
+    """The report's numbers as JSON-ready data (what `--json` prints)."""
+    runs = [
+        {
+            "name": r.name,
+            "path": r.path,
+            "group": r.group,
+            "seeds_in_group": r.seeds_in_group,
+            "n": r.n,
+            "meta": r.meta.to_dict() if r.meta is not None else {},
+            "steps": [s.as_json() for s in r.steps],
+            "summary": {m.name: _extremes_json(e, with_se=False) for m, e in r.summary.items()},
+            "train_metrics": r.train_metrics,
+        }
+        for r in report.runs
+    ]
+    groups = [
+        {
+            "name": g.name,
+            "runs": g.runs,
+            "seeds": g.seeds,
+            "steps": [_group_step_json(s.step, s.values) for s in g.steps],
+            "summary": {m.name: _extremes_json(e, with_se=True) for m, e in g.summary.items()},
+        }
+        for g in report.groups
+    ]
+    return {
+        "runs": runs,
+        "groups": groups,
+        "ks": report.ks,
+        "pass_threshold": report.pass_threshold,
+        "binary_scores": report.binary_scores,
+        "errors": report.errors,
+        "warnings": report.warnings,
+    }
+
+
+class OutputError(OSError):
+    """The output folder cannot be used; the message names it."""
+
+
+def _prepare_out(out: Path) -> None:
+    """Create `out`, and remove the files an earlier report wrote there (from its manifest), so PNGs and tables of
+    another comparison never sit beside the new ones. Files this tool did not write are left alone."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"--out {out}: cannot create the folder ({err.strerror or err})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OutputError(f"--out {out} is not writable")
+    manifest = out / MANIFEST_NAME
+    earlier: list[str] = []
+    if manifest.is_file():
+        try:
+            listed = json.loads(manifest.read_text(encoding="utf-8"))
+            earlier = [n for n in listed if isinstance(n, str) and n == Path(n).name]
+        except (OSError, ValueError, TypeError, RecursionError):
+            earlier = []
+    elif _is_our_report(out / "report.md"):
+        earlier = ["report.md"] + [p.name for p in out.iterdir() if _LEGACY_OUTPUT.match(p.name)]
+    try:
+        for name in earlier:
+            if (out / name).is_file() and not (out / name).is_symlink():
+                (out / name).unlink()
+        manifest.unlink(missing_ok=True)
+    except OSError as err:
+        raise OutputError(f"--out {out}: cannot remove an earlier report's files ({err})") from None
+
+
+def _is_our_report(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8") as f:
+            return f.readline().startswith("# MaxPO A/B report")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _write_manifest(out: Path, written: Sequence[Path]) -> None:
+    (out / MANIFEST_NAME).write_text(json.dumps(sorted(p.name for p in written)) + "\n", encoding="utf-8")
 
 
 def _read_runs(
@@ -418,91 +412,80 @@ def _read_runs(
     return runs, [g if g is not None else config_name(r.name) for r, g in zip(runs, given, strict=True)]
 
 
-def _left_out_warnings(name: str, steps: list[dict[str, Any]], ks: Sequence[int]) -> list[str]:
+def _left_out_warnings(name: str, steps: list[StepMetrics], ks: Sequence[int]) -> list[str]:
     """One warning per k that lost prompts in this run, with the first few steps and counts."""
     out = []
     for k in ks:
-        lost = [(s["step"], s["left_out"][str(k)], s["prompts"]) for s in steps if str(k) in s["left_out"]]
+        lost = [(s.step, s.left_out[k], s.prompts) for s in steps if k in s.left_out]
         if lost:
             where = ", ".join(f"step {st}: {c} of {p}" for st, c, p in lost[:4]) + (" ..." if len(lost) > 4 else "")
             out.append(f"{name}: prompts with fewer than {k} samples are left out of max@{k}/pass@{k} ({where})")
     return out
 
 
-def _colors(result: dict[str, Any]) -> dict[tuple[str, str], int]:
+def _colors(report: ReportMetrics) -> dict[tuple[str, str], int]:
     """One color per multi-seed group ("group", name) and per other run ("run", name), in order of appearance, so
     a run keeps its color in every figure."""
-    owners = [("group", r["group"]) if r["seeds_in_group"] >= 2 else ("run", r["name"]) for r in result["runs"]]
+    owners = [("group", r.group) if r.seeds_in_group >= 2 else ("run", r.name) for r in report.runs]
     return {owner: i for i, owner in enumerate(dict.fromkeys(owners))}
 
 
-def _write_plots(
-    out: Path, runs: list[RunData], result: dict[str, Any], metrics: list[str], threshold: float
-) -> list[Path]:
+def _write_plots(out: Path, runs: list[RunData], report: ReportMetrics) -> list[Path]:
     plots = []
-    for m in metrics:
-        curves = _curves(result, m)
+    for m in report.metrics:
+        curves = _curves(report, m)
         if not curves:
             continue
-        kind, k = m.split("@")
-        ylabel = f"{m} (unbiased, mean over prompts)"
+        ylabel = f"{m.name} (unbiased, mean over prompts)"
         what = (
-            f"expected best score among {k} samples"
-            if kind == "max"
-            else f"P(one of {k} samples scores >= {threshold:g})"
+            f"expected best score among {m.k} samples"
+            if m.kind == "max"
+            else f"P(one of {m.k} samples scores >= {report.pass_threshold:g})"
         )
-        plots.append(plot_metric(out / f"{_slug(m)}.png", m, curves, ylabel, f"{m}: {what}"))
-    panels = [(m, _train_curves(runs, result, m)) for m in _train_panels(runs)]
-    panels = [(m, c) for m, c in panels if c]
+        plots.append(plot_metric(out / f"{_slug(m.name)}.png", m.name, curves, ylabel, f"{m.name}: {what}"))
+    panels = [(name, _train_curves(runs, report, name)) for name in _train_panels(runs)]
+    panels = [(name, c) for name, c in panels if c]
     if panels:
         plots.append(plot_grid(out / "training.png", panels, "Training log (verl file logger)"))
     return plots
 
 
-def _markdown(result: dict[str, Any], metrics: list[str], plots: list[Path]) -> str:
+def _markdown(report: ReportMetrics, plots: list[Path]) -> str:
+    metrics = report.metrics
+    names = [m.name for m in metrics]
     lines = ["# MaxPO A/B report: unbiased pass@k and max@k", ""]
-    lines += [HOW_TO_READ.format(threshold=f"{result['pass_threshold']:g}"), ""]
-    if result.get("binary_scores"):
+    lines += [HOW_TO_READ.format(threshold=f"{report.pass_threshold:g}"), ""]
+    if report.binary_scores:
         lines += ["All scores are 0 or 1, so max@k and pass@k coincide.", ""]
-    runs = result["runs"]
+    runs = report.runs
     if not runs:
         lines += ["No usable run: see the problems below.", ""]
     else:
         lines += ["## Runs", ""]
         rows = []
         for r in runs:
-            meta = r["meta"]
-            last = r["steps"][-1] if r["steps"] else {}
-            rows.append(
-                [
-                    r["name"],
-                    r["group"],
-                    str(len(r["steps"])),
-                    str(last.get("prompts", "n/a")),
-                    str(r["n"] or "n/a"),
-                    str(meta.get("adv_estimator", "")),
-                    str(meta.get("k", "") if meta.get("k") is not None else ""),
-                    f"`{r['path']}`",
-                ]
-            )
+            last = r.steps[-1] if r.steps else None
+            estimator = r.meta.adv_estimator if r.meta is not None else ""
+            k = str(r.meta.k) if r.meta is not None and r.meta.k is not None else ""
+            prompts = str(last.prompts) if last is not None else "n/a"
+            rows.append([r.name, r.group, str(len(r.steps)), prompts, str(r.n or "n/a"), estimator, k, f"`{r.path}`"])
         lines += _table(["run", "config", "val steps", "prompts", "n", "estimator", "k", "folder"], rows) + [""]
         lines += ["## Final value (last validation step)", ""]
         rows = [
-            [r["name"], str(r["summary"][metrics[0]]["final_step"])] + [_fmt(r["summary"][m]["final"]) for m in metrics]
+            [r.name, str(r.summary[metrics[0]].final_step)] + [_fmt(r.summary[m].final.mean) for m in metrics]
             for r in runs
         ]
-        lines += _table(["run", "step"] + metrics, rows) + [""]
+        lines += _table(["run", "step"] + names, rows) + [""]
         lines += ["## Best value over validation steps (step in parentheses)", ""]
         rows = []
         for r in runs:
-            cells = [r["name"]]
+            cells = [r.name]
             for m in metrics:
-                s = r["summary"][m]
-                cells.append(_fmt(s["best"]) + (f" ({s['best_step']})" if s["best"] is not None else ""))
+                e = r.summary[m]
+                cells.append(_fmt(e.best.mean) + (f" ({e.best_step})" if e.best.mean is not None else ""))
             rows.append(cells)
-        lines += _table(["run"] + metrics, rows) + [""]
-        multi = [g for g in result["groups"] if g["seeds"] >= 2]
-        if multi:
+        lines += _table(["run"] + names, rows) + [""]
+        if any(g.seeds >= 2 for g in report.groups):
             lines += [
                 "## Seeds: mean ± standard error",
                 "",
@@ -510,49 +493,43 @@ def _markdown(result: dict[str, Any], metrics: list[str], plots: list[Path]) -> 
                 "(step in parentheses), not the mean of each seed's luckiest step.",
                 "",
             ]
-            for title, key in (("final", "final"), ("best", "best")):
-                rows = []
-                for g in result["groups"]:
-                    cells = [g["name"], str(g["seeds"])]
-                    if key == "final":
-                        cells.append(str(g["summary"][metrics[0]]["final_step"]))
-                    for m in metrics:
-                        s = g["summary"][m]
-                        cell = _fmt(s[key], s[f"{key}_se"], with_se=True)
-                        if key == "best" and s[key] is not None:
-                            cell += f" ({s['best_step']})"
-                        cells.append(cell)
-                    rows.append(cells)
-                header = ["config", "seeds"] + (["step"] if key == "final" else []) + metrics
-                lines += [f"**{title.capitalize()}**", ""] + _table(header, rows) + [""]
+            lines += ["**Final**", ""] + _group_table(report.groups, metrics, final=True) + [""]
+            lines += ["**Best**", ""] + _group_table(report.groups, metrics, final=False) + [""]
         else:
             lines += ["Each config has a single seed, so there are no standard errors.", ""]
     if plots:
         lines += ["## Curves", ""]
         lines += [f"![{p.stem}]({p.name})" for p in plots] + [""]
-    if result["errors"]:
+    if report.errors:
         lines += ["## Problems with the input (left out of the numbers above)", ""]
-        lines += [f"- {e}" for e in result["errors"]] + [""]
-    if result["warnings"]:
+        lines += [f"- {e}" for e in report.errors] + [""]
+    if report.warnings:
         lines += ["## Warnings", ""]
-        lines += [f"- {w}" for w in result["warnings"]] + [""]
+        lines += [f"- {w}" for w in report.warnings] + [""]
     return "\n".join(lines) + "\n"
 
 
-def _parse_ks(values: list[str]) -> list[int]:
-    ks = []
-    for v in values:
-        for part in v.split(","):
-            if not part.strip():
-                continue
-            try:
-                k = int(part)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"--k expects integers, got {part!r}") from None
-            if k < 1:
-                raise argparse.ArgumentTypeError(f"--k values must be >= 1, got {k}")
-            ks.append(k)
-    return ks
+def _group_table(groups: list[GroupMetrics], metrics: list[Metric], final: bool) -> list[str]:
+    rows = []
+    for g in groups:
+        cells = [g.name, str(g.seeds)]
+        if final:
+            cells.append(str(g.summary[metrics[0]].final_step))
+        for m in metrics:
+            e = g.summary[m]
+            value = e.final if final else e.best
+            cell = _fmt(value.mean, value.se, with_se=True)
+            if not final and value.mean is not None:
+                cell += f" ({e.best_step})"
+            cells.append(cell)
+        rows.append(cells)
+    header = ["config", "seeds"] + (["step"] if final else []) + [m.name for m in metrics]
+    return _table(header, rows)
+
+
+def _names(values: list[str] | None) -> list[str] | None:
+    """["a,b", "c"] -> ["a", "b", "c"] (repeats allowed: seed groups repeat)."""
+    return None if values is None else [part.strip() for v in values for part in v.split(",") if part.strip()]
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -575,7 +552,12 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="k values, e.g. --k 1 4 16 or --k 1,4,16 (default: 1, meta.json k, and n)",
     )
-    p.add_argument("--pass-threshold", type=float, default=1.0, help="pass = score >= this (default 1.0)")
+    p.add_argument(
+        "--pass-threshold",
+        type=float_in(-math.inf, math.inf),
+        default=1.0,
+        help="pass = score >= this, a finite number (default 1.0)",
+    )
     p.add_argument("--label", nargs="+", default=None, metavar="NAME", help="display names, one per RUN_DIR")
     p.add_argument(
         "--group",
@@ -598,18 +580,21 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `verl-maxpo report`. Exit status 0, or 1 when some input was bad (the report still comes
-    out), or 2 for a usage error."""
+    out), or 2 for a usage error or an unusable --out folder."""
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        ks = _parse_ks(args.k) if args.k is not None else None
+        ks = flat_ints(args.k, "--k") if args.k is not None else None
     except argparse.ArgumentTypeError as err:
         parser.error(str(err))
     train_logs = None if args.train_log is None else [None if t == "-" else t for t in args.train_log]
+    # Names take both list forms (`--label a b`, `--label a,b`); paths (RUN_DIR, --train-log) only spaces.
+    labels, groups = (_names(v) for v in (args.label, args.group))
     try:
-        result = write_report(
-            args.run_dirs, args.out, ks, args.pass_threshold, args.label, args.group, train_logs=train_logs
-        )
+        result = write_report(args.run_dirs, args.out, ks, args.pass_threshold, labels, groups, train_logs=train_logs)
+    except OutputError as err:
+        print(f"verl-maxpo report: error: {err}", file=sys.stderr)
+        return 2
     except ValueError as err:
         parser.error(str(err))
     for e in result["errors"]:

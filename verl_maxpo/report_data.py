@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from verl_maxpo.run_folder import META_NAME, TRAIN_LOG_NAME, VAL_DIR_NAME, RunFolder, RunFolderError, RunMeta
+
 # A file with hundreds of broken lines gets this many messages plus one "... and N more" line.
 MAX_MESSAGES_PER_FILE = 5
-
-TRAIN_LOG_NAME = "train_log.jsonl"
-META_NAME = "meta.json"
 
 
 @dataclass
@@ -49,17 +49,28 @@ class StepDump:
 
 @dataclass
 class RunData:
-    """Everything read from one RUN_DIR. `train_log` maps a metric name to its (steps, values) arrays."""
+    """Everything read from one RUN_DIR. `train_log` maps a metric name to its (steps, values) arrays; `meta` is
+    None when the run has no (valid) meta.json."""
 
     name: str
     path: Path
     dumps: list[StepDump] = field(default_factory=list)
     train_log: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: RunMeta | None = None
 
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _is_finite_number(x: Any) -> bool:
+    """A JSON number that fits a float and is finite (10**400 overflows float(): not finite here)."""
+    if not _is_number(x):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 class _FileMessages:
@@ -87,6 +98,10 @@ def _json_lines(text: str, msgs: _FileMessages) -> Iterator[tuple[int, Any]]:
             yield line_no, json.loads(line)
         except json.JSONDecodeError as err:
             msgs.add(line_no, f"not valid JSON ({err.msg} at column {err.colno})")
+        except RecursionError:
+            msgs.add(line_no, "JSON nested too deeply to read")
+        except ValueError as err:  # e.g. an integer with more digits than Python converts
+            msgs.add(line_no, f"not readable JSON ({err})")
 
 
 def read_dump(path: Path, step: int, problems: Problems) -> StepDump | None:
@@ -111,11 +126,15 @@ def read_dump(path: Path, step: int, problems: Problems) -> StepDump | None:
             msgs.add(line_no, f"missing {' and '.join(repr(m) for m in missing)}")
             continue
         score = entry["score"]
-        if not _is_number(score) or not math.isfinite(score):
+        if not _is_finite_number(score):
             msgs.add(line_no, f"'score' must be a finite number, got {score!r}")
             continue
         prompt = entry["input"]
-        key = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+        try:
+            key = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+        except (RecursionError, ValueError):
+            msgs.add(line_no, "'input' nested too deeply to read")
+            continue
         prompt_ids.append(ids.setdefault(key, len(ids)))
         scores.append(float(score))
         if "step" in entry and entry["step"] != step:
@@ -140,13 +159,14 @@ def read_train_log(path: Path, problems: Problems) -> dict[str, tuple[np.ndarray
     msgs = _FileMessages(path, problems.errors)
     series: dict[str, dict[int, float]] = {}
     for line_no, entry in _json_lines(text, msgs):
-        if not isinstance(entry, dict) or not _is_number(entry.get("step")) or not isinstance(entry.get("data"), dict):
+        step = entry.get("step") if isinstance(entry, dict) else None
+        if not _is_finite_number(step) or step != int(step) or not isinstance(entry.get("data"), dict):
             msgs.add(line_no, 'expected {"step": <int>, "data": {...}} as written by verl\'s FileLogger')
             continue
         step = int(entry["step"])
         for name, value in entry["data"].items():
             # verl logs validation and training metrics of one step in separate lines: later lines win per key.
-            if _is_number(value) and math.isfinite(value):
+            if _is_finite_number(value):
                 series.setdefault(name, {})[step] = float(value)
     msgs.close()
     out = {}
@@ -156,29 +176,41 @@ def read_train_log(path: Path, problems: Problems) -> dict[str, tuple[np.ndarray
     return out
 
 
-def read_meta(path: Path, problems: Problems) -> dict[str, Any]:
-    """meta.json as a dict ({} when absent or unreadable, with a message in the latter case)."""
-    if not path.is_file():
-        return {}
+def read_meta(folder: RunFolder, problems: Problems) -> RunMeta | None:
+    """The run's meta.json through `run_folder` (None when absent, or invalid with a message naming the file)."""
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        problems.errors.append(f"{path}: cannot read meta.json ({err}); its k is not used")
-        return {}
-    if not isinstance(meta, dict):
-        problems.errors.append(f"{path}: expected a JSON object, got {type(meta).__name__}")
-        return {}
-    return meta
+        return folder.read_meta()
+    except RunFolderError as err:
+        problems.errors.append(f"{err}; this run's meta.json (estimator, k) is not used")
+        return None
 
 
-def _step_files(folder: Path) -> list[tuple[int, Path]]:
+def _step_files(folder: Path, problems: Problems) -> list[tuple[int, Path]]:
+    """The `<step>.jsonl` dumps of a folder, by step. Two files of one step (`1.jsonl`, `01.jsonl`) keep the one
+    spelled without leading zeros and name the other in an error; an unreadable folder is an error too."""
+    try:
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries]
+    except OSError as err:
+        problems.errors.append(f"{folder}: folder is unreadable ({err.strerror or err}); this run has no dumps")
+        return []
+    by_step: dict[int, list[str]] = {}
+    for name in names:
+        stem = name[: -len(".jsonl")] if name.endswith(".jsonl") else ""
+        if stem.isascii() and stem.isdecimal():  # train_log.jsonl and other files are not dumps
+            by_step.setdefault(int(stem), []).append(name)
     found = []
-    for path in folder.glob("*.jsonl"):
-        try:
-            found.append((int(path.stem), path))
-        except ValueError:
-            continue  # train_log.jsonl and other non-dump files
-    return sorted(found)
+    for step, files in sorted(by_step.items()):
+        files.sort(key=lambda n: (n != f"{step}.jsonl", n))
+        if len(files) > 1:
+            others = ", ".join(str(folder / n) for n in files[1:])
+            problems.errors.append(f"{others}: another dump of step {step} besides {folder / files[0]}; left out")
+        found.append((step, folder / files[0]))
+    return found
+
+
+def _unreadable(problems: Problems, folder: Path) -> bool:
+    return any(e.startswith(f"{folder}: folder is unreadable") for e in problems.errors)
 
 
 def read_run(run_dir: str | Path, problems: Problems, train_log: str | Path | None = None) -> RunData | None:
@@ -192,18 +224,19 @@ def read_run(run_dir: str | Path, problems: Problems, train_log: str | Path | No
         problems.errors.append(f"{path}: no such folder; this run is left out")
         return None
     root = path
-    if path.name == "val" and ((path.parent / META_NAME).is_file() or (path.parent / TRAIN_LOG_NAME).is_file()):
+    if path.name == VAL_DIR_NAME and ((path.parent / META_NAME).is_file() or (path.parent / TRAIN_LOG_NAME).is_file()):
         root = path.parent
-    dump_dir = root / "val" if (root / "val").is_dir() else path
+    folder = RunFolder(root)
+    dump_dir = folder.val_dir if folder.val_dir.is_dir() else path
     run = RunData(name=root.resolve().name or str(root), path=root)
-    run.meta = read_meta(root / META_NAME, problems)
-    log_path = Path(train_log) if train_log is not None else root / TRAIN_LOG_NAME
+    run.meta = read_meta(folder, problems)
+    log_path = Path(train_log) if train_log is not None else folder.train_log
     if train_log is not None and not log_path.is_file():
         problems.errors.append(f"{log_path}: training log not found")
     elif log_path.is_file():
         run.train_log = read_train_log(log_path, problems)
-    files = _step_files(dump_dir)
-    if not files:
+    files = _step_files(dump_dir, problems)
+    if not files and not _unreadable(problems, dump_dir):
         problems.errors.append(
             f"{dump_dir}: no <step>.jsonl validation dumps found (set trainer.validation_data_dir); "
             "this run has no pass@k/max@k"
