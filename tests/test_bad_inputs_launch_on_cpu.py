@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every case runs a launcher (bash subprocess)
+
 ROOT = Path(__file__).resolve().parents[1]
 MATH = ROOT / "recipes" / "math" / "run.sh"
 CODE = ROOT / "recipes" / "code" / "run.sh"

@@ -286,7 +286,11 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+# `check` probes a fresh interpreter (a subprocess importing verl): those cases belong to the slow tier.
+PARAMS = [pytest.param(c, marks=pytest.mark.slow) if c in CHECK_CASES else c for c in CASES]
+
+
+@pytest.mark.parametrize("case", PARAMS, ids=[c.name for c in CASES])
 def test_bad_input(case: Case, tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
     from verl_maxpo import demo as demo_module
 

@@ -13,6 +13,7 @@ from verl_maxpo import bench, cli
 from verl_maxpo.estimators import maxpo_advantages
 
 
+@pytest.mark.slow  # times every estimator of verl's registry (seconds)
 def test_quick_bench_prints_every_estimator_row(capsys: pytest.CaptureFixture) -> None:
     code = cli.main(["bench", "--quick", "--repeats", "1"])
     captured = capsys.readouterr()

@@ -18,6 +18,8 @@ import pytest
 
 from verl_maxpo import code_reward
 
+pytestmark = pytest.mark.slow  # every case runs model-written programs in subprocesses
+
 TESTS = json.dumps({"inputs": ["1 2\n", "3 4\n"], "outputs": ["3\n", "7\n"]})
 SECRETS = {"WANDB_API_KEY": "wandb-secret", "HF_TOKEN": "hf-secret", "AWS_SECRET_ACCESS_KEY": "aws-secret"}
 

@@ -54,6 +54,7 @@ def without_plugins() -> dict:
     return probe(VERL_USE_EXTERNAL_PLUGINS="none")
 
 
+@pytest.mark.slow  # fresh interpreters importing verl
 def test_opt_in_unset_changes_nothing_but_names(without_plugins: dict) -> None:
     ours = probe(VERL_MAXPO_TRACE_DIR="/nonexistent")  # the trace hook must not arm without VERL_PLATFORM=cpu
     base = without_plugins
@@ -67,6 +68,7 @@ def test_opt_in_unset_changes_nothing_but_names(without_plugins: dict) -> None:
     assert ours["heavy_modules"] == []
 
 
+@pytest.mark.slow  # fresh interpreters importing verl
 def test_opt_in_selects_cpu_platform_and_patches(tmp_path: Path) -> None:
     ours = probe(VERL_PLATFORM="cpu", VERL_MAXPO_TRACE_DIR=str(tmp_path))
     assert ours["detected"] == "cpu"

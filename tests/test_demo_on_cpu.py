@@ -18,6 +18,8 @@ from verl.trainer.ppo import core_algos
 from verl_maxpo import demo
 from verl_maxpo.estimators import maxpo_advantages, pkpo_advantages
 
+pytestmark = pytest.mark.slow  # runs the demo
+
 ESTIMATORS = ("maxpo", "grpo", "pkpo")
 QUICK_ARGS = ["--quick", "--no-progress", "--threads", "2"]
 

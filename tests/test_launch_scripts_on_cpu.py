@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+pytestmark = pytest.mark.slow  # runs the launchers and verl's entry point as subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 MATH_RUN = ROOT / "recipes" / "math" / "run.sh"
 CODE_RUN = ROOT / "recipes" / "code" / "run.sh"

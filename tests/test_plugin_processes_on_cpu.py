@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # fresh interpreters, Ray, verl's entry point
+
 PROBE = (
     "import sys, verl; from verl.trainer.ppo import core_algos as c; "
     "print(sorted(n for n in ('maxpo', 'pkpo') if n in c.ADV_ESTIMATOR_REGISTRY), 'verl_maxpo.plugin' in sys.modules)"

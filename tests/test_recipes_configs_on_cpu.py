@@ -23,6 +23,8 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+pytestmark = pytest.mark.slow  # composes every recipe through verl's entry point in subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "data"
 RECIPES = {
