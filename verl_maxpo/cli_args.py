@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+T = TypeVar("T", int, float)
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -68,9 +71,8 @@ def flat_names(values: Iterable[str], option: str, choices: Iterable[str] | None
     return names
 
 
-def flat_ints(values: Iterable[str], option: str, minimum: int = 1) -> list[int]:
-    """["1,4", "16"] -> [1, 4, 16] (sorted, de-duplicated); each a whole number >= minimum."""
-    parse = int_at_least(minimum)
+def flat_parsed(values: Iterable[str], option: str, parse: Callable[[str], T]) -> list[T]:
+    """["1,4", "16"] -> each part through `parse` (an argparse type), sorted, de-duplicated; never empty."""
     out = set()
     for part in _parts(values):
         try:
@@ -80,3 +82,8 @@ def flat_ints(values: Iterable[str], option: str, minimum: int = 1) -> list[int]
     if not out:
         raise argparse.ArgumentTypeError(f"{option} needs at least one value")
     return sorted(out)
+
+
+def flat_ints(values: Iterable[str], option: str, minimum: int = 1) -> list[int]:
+    """["1,4", "16"] -> [1, 4, 16] (sorted, de-duplicated); each a whole number >= minimum."""
+    return flat_parsed(values, option, int_at_least(minimum))

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from verl_maxpo.cli_args import flat_ints, flat_names, float_in
+from verl_maxpo.cli_args import flat_ints, flat_names, flat_parsed, float_in
 from verl_maxpo.estimators import maxpo_advantages, pkpo_advantages, pkpo_loo_advantages
 
 __all__ = ["LAWS", "Cell", "compute_map", "exact_moments", "main", "monte_carlo_moments"]
@@ -353,19 +353,6 @@ def _ranges(wins: list[float], ps: Sequence[float]) -> str:
 # ------------------------------------------------------------------------------------------------ CLI
 
 
-def _floats(values: Sequence[str], option: str, parse: Callable[[str], float]) -> list[float]:
-    parts = [part.strip() for value in values for part in str(value).split(",") if part.strip()]
-    if not parts:
-        raise argparse.ArgumentTypeError(f"{option} needs at least one value")
-    out = set()
-    for part in parts:
-        try:
-            out.add(parse(part))
-        except argparse.ArgumentTypeError as err:
-            raise argparse.ArgumentTypeError(f"{option}: {err}") from None
-    return sorted(out)
-
-
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="verl-maxpo variance",
@@ -392,10 +379,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        args.p = _floats(args.p, "--p", float_in(0.0, 1.0, low_open=True, high_open=True))
+        args.p = flat_parsed(args.p, "--p", float_in(0.0, 1.0, low_open=True, high_open=True))
         args.n = flat_ints(args.n, "--n", minimum=2)
         args.k = flat_ints(args.k, "--k", minimum=2)
-        args.ratio = _floats(args.ratio, "--ratio", float_in(0.0, 1e3, low_open=True))
+        args.ratio = flat_parsed(args.ratio, "--ratio", float_in(0.0, 1e3, low_open=True))
         args.laws = flat_names(args.laws, "--laws", LAWS)
     except argparse.ArgumentTypeError as err:
         parser.error(str(err))
