@@ -4,9 +4,9 @@ Each corpus case asserts one class of outcome:
   - an exact result (the test checks the value itself),
   - a refusal: non-zero exit, a message naming what is wrong, and no "Traceback" anywhere in the output,
   - files left as they were (the test snapshots them before and compares after).
-`run_cli` calls `verl_maxpo.cli.main` in-process (fast: no torch import per case); any exception other than
-SystemExit escapes and fails the test, which is exactly a raw traceback. `run_cmd` runs a subprocess (shell
-launchers, prep scripts) with a hard timeout.
+`run_cli` calls `verl_maxpo.cli.main` in-process (fast: no torch import per case), and `run_main` any other
+`main(argv)`; any exception other than SystemExit escapes and fails the test, which is exactly a raw traceback.
+`run_cmd` runs a subprocess (shell launchers, prep scripts) with a hard timeout.
 """
 
 from __future__ import annotations
@@ -37,24 +37,34 @@ class Outcome:
 def _exit_code(exc: SystemExit) -> int:
     if exc.code is None:
         return 0
-    return exc.code if isinstance(exc.code, int) else 1  # sys.exit("message") exits 1
+    if not isinstance(exc.code, int):
+        print(exc.code, file=sys.stderr)  # what Python prints for sys.exit("message")
+        return 1
+    return exc.code
 
 
 @pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Outcome]:
-    """`run_cli("report", str(path), "--k", "0")` -> Outcome of `verl-maxpo report ... --k 0`, in-process."""
-    from verl_maxpo.cli import main
+def run_main(capsys: pytest.CaptureFixture[str]) -> Callable[..., Outcome]:
+    """`run_main(module.main, "--out", "x")` -> Outcome of any `main(argv) -> int` entry point, in-process."""
 
-    def run(*args: object) -> Outcome:
+    def run(main: Callable[[list[str]], int | None], *args: object) -> Outcome:
         capsys.readouterr()  # drop anything printed before this call
         try:
             code = main([str(a) for a in args])
         except SystemExit as exc:
             code = _exit_code(exc)
         captured = capsys.readouterr()
-        return Outcome(int(code), captured.out, captured.err)
+        return Outcome(int(code or 0), captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture
+def run_cli(run_main: Callable[..., Outcome]) -> Callable[..., Outcome]:
+    """`run_cli("report", str(path), "--k", "0")` -> Outcome of `verl-maxpo report ... --k 0`, in-process."""
+    from verl_maxpo.cli import main
+
+    return lambda *args: run_main(main, *args)
 
 
 @pytest.fixture

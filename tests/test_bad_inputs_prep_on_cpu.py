@@ -14,8 +14,6 @@ from __future__ import annotations
 import importlib
 import io
 import json
-import sys
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,38 +235,11 @@ OUT_DIR_CASES = {
 }
 
 
-@dataclass
-class Outcome:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
-
-
 @pytest.fixture
-def prep(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    """prep("prepare_gsm8k.py", *argv) -> Outcome, run in-process; an escaping exception reads as a traceback."""
+def prep(run_main, monkeypatch: pytest.MonkeyPatch):
+    """prep("prepare_gsm8k.py", *argv) -> Outcome (tests/conftest.py), run in-process."""
     monkeypatch.syspath_prepend(str(SCRIPTS))
-
-    def run(script: str, *argv: str) -> Outcome:
-        module = importlib.import_module(script.removesuffix(".py"))
-        capsys.readouterr()
-        try:
-            code = module.main(list(argv))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            if not isinstance(exc.code, int | None):
-                print(exc.code, file=sys.stderr)
-        except Exception:
-            code = 1
-            print(traceback.format_exc(), file=sys.stderr)  # what a user would see
-        captured = capsys.readouterr()
-        return Outcome(int(code or 0), captured.out, captured.err)
-
-    return run
+    return lambda script, *argv: run_main(importlib.import_module(script.removesuffix(".py")).main, *argv)
 
 
 def earlier_run(out: Path) -> dict[str, bytes]:
@@ -294,7 +265,7 @@ def skipped(stdout: str, split: str) -> dict[str, int]:
     }
 
 
-def assert_clean_refusal(outcome: Outcome, needles: tuple[str, ...], code: int | None) -> None:
+def assert_clean_refusal(outcome: Any, needles: tuple[str, ...], code: int | None) -> None:
     assert "Traceback" not in outcome.text, f"TRACEBACK:\n{outcome.text[-3000:]}"
     assert outcome.code != 0, f"WRONG: accepted (exit 0):\n{outcome.text[-3000:]}"
     if code is not None:
