@@ -50,13 +50,14 @@ def float_in(low: float, high: float, *, low_open: bool = False, high_open: bool
     return parse
 
 
-def _parts(values: Iterable[str]) -> list[str]:
+def flat_parts(values: Iterable[str]) -> list[str]:
+    """["a,b", "c"] -> ["a", "b", "c"]: every comma-separated part, stripped, empties dropped, repeats kept."""
     return [part.strip() for value in values for part in str(value).split(",") if part.strip()]
 
 
 def flat_names(values: Iterable[str], option: str, choices: Iterable[str] | None = None) -> list[str]:
     """["maxpo,grpo", "pkpo"] -> ["maxpo", "grpo", "pkpo"]; refuses an empty list, duplicates and unknown names."""
-    names = _parts(values)
+    names = flat_parts(values)
     if not names:
         raise argparse.ArgumentTypeError(f"{option} needs at least one name")
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -74,7 +75,7 @@ def flat_names(values: Iterable[str], option: str, choices: Iterable[str] | None
 def flat_parsed(values: Iterable[str], option: str, parse: Callable[[str], T]) -> list[T]:
     """["1,4", "16"] -> each part through `parse` (an argparse type), sorted, de-duplicated; never empty."""
     out = set()
-    for part in _parts(values):
+    for part in flat_parts(values):
         try:
             out.add(parse(part))
         except argparse.ArgumentTypeError as err:

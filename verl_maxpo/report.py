@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from verl_maxpo.cli_args import flat_ints, float_in
+from verl_maxpo.cli_args import flat_ints, flat_parts, float_in
 from verl_maxpo.report_data import Problems, RunData, read_run
 from verl_maxpo.report_metrics import (
     Extremes,
@@ -529,7 +529,7 @@ def _group_table(groups: list[GroupMetrics], metrics: list[Metric], final: bool)
 
 def _names(values: list[str] | None) -> list[str] | None:
     """["a,b", "c"] -> ["a", "b", "c"] (repeats allowed: seed groups repeat)."""
-    return None if values is None else [part.strip() for v in values for part in v.split(",") if part.strip()]
+    return None if values is None else flat_parts(values)
 
 
 def _build_parser() -> argparse.ArgumentParser:
