@@ -37,15 +37,17 @@ def _struct(data: dict):
     return cfg
 
 
+VALID_KEYS = "valid keys: k, norm_by_std, objective, m, rank_weights, kernel"
+
 # (id, estimator, config, batch change, needles that the ValueError must contain)
 ADAPTER_REFUSED = [
-    ("block-is-int", "maxpo", {"maxpo": 8}, None, ["algorithm.maxpo must be a mapping", "k, norm_by_std"]),
-    ("block-is-int-omegaconf", "maxpo", _struct({"maxpo": 8}), None, ["must be a mapping", "k, norm_by_std"]),
+    ("block-is-int", "maxpo", {"maxpo": 8}, None, ["algorithm.maxpo must be a mapping", VALID_KEYS[12:]]),
+    ("block-is-int-omegaconf", "maxpo", _struct({"maxpo": 8}), None, ["must be a mapping", VALID_KEYS[12:]]),
     ("block-is-string", "maxpo", {"maxpo": "k=4"}, None, ["must be a mapping", "'k=4'"]),
     ("block-is-list", "pkpo", {"maxpo": [4]}, None, ["must be a mapping"]),
     ("block-is-true", "pkpo_loo", {"maxpo": True}, None, ["must be a mapping"]),
-    ("key-K-uppercase", "maxpo", {"maxpo": {"K": 8}}, None, ["unknown key(s) K", "valid keys: k, norm_by_std"]),
-    ("key-kk", "maxpo", _struct({"maxpo": {"kk": 8}}), None, ["unknown key(s) kk", "valid keys: k, norm_by_std"]),
+    ("key-K-uppercase", "maxpo", {"maxpo": {"K": 8}}, None, ["unknown key(s) K", VALID_KEYS]),
+    ("key-kk", "maxpo", _struct({"maxpo": {"kk": 8}}), None, ["unknown key(s) kk", VALID_KEYS]),
     ("key-typo-norm", "pkpo", {"maxpo": {"k": 2, "norm_by_sd": True}}, None, ["unknown key(s) norm_by_sd"]),
     ("k-zero", "maxpo", {"maxpo": {"k": 0}}, None, ["algorithm.maxpo.k", ">= 1"]),
     ("k-negative", "pkpo_loo", {"maxpo": {"k": -2}}, None, ["algorithm.maxpo.k", ">= 1"]),
@@ -80,7 +82,7 @@ def _call(estimator: str, config, change: dict | None):
         batch["index"] = index
     for j in range(change.get("nan", 0)):
         batch["token_level_rewards"][j, 0] = float("nan") if j == 0 else float("inf")
-    fn = verl_adapter._ESTIMATORS.get(estimator)
+    fn = verl_adapter.VERL_FUNCTIONS.get(estimator)
     if fn is None:
         pytest.fail(f"OTHER: no estimator {estimator!r} registered")
     return fn(**batch, config=config)
