@@ -88,7 +88,13 @@ def _check_shapes(rewards: torch.Tensor, group_ids: GroupIds) -> None:
         raise ValueError(f"rewards must be real, got a {rewards.dtype} tensor (its imaginary part would be dropped)")
     if rewards.ndim != 1:
         raise ValueError(f"rewards must be 1-D (one scalar per sample), got shape {tuple(rewards.shape)}")
-    n_ids = group_ids.numel() if isinstance(group_ids, torch.Tensor) else len(group_ids)
+    if not isinstance(group_ids, (torch.Tensor, np.ndarray, list, tuple)):
+        raise ValueError(
+            f"group ids must be a 1-D numpy array, list or tensor of labels, got {type(group_ids).__name__}"
+        )
+    if isinstance(group_ids, (torch.Tensor, np.ndarray)) and group_ids.ndim != 1:
+        raise ValueError(f"group ids must be 1-D (one label per sample), got shape {tuple(group_ids.shape)}")
+    n_ids = len(group_ids)
     if n_ids != rewards.numel():
         raise ValueError(f"got {rewards.numel()} rewards but {n_ids} group ids: they must have the same length")
 

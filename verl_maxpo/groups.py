@@ -48,12 +48,9 @@ def label_array(group_ids: GroupIds) -> np.ndarray:
     kept apart by a rule nobody expects; floats are refused because 0.1 + 0.2 style rounding would split groups.
     """
     if isinstance(group_ids, (list, tuple)):
-        arr = np.empty(len(group_ids), dtype=object)  # not np.asarray: it would turn [b"a", "a"] into ["a", "a"]
-        arr[:] = list(group_ids)
-        _check_object_labels(arr)
-        kind = type(arr[0]) if arr.size else None
-        if kind is not None and issubclass(kind, (str, bytes, Integral)):
-            arr = np.asarray(arr.tolist())  # one kind: a plain numpy array (fast unique), same groups
+        # Checked before np.asarray, which would turn [b"a", "a"] into ["a", "a"] and [1, "1"] into ["1", "1"].
+        _check_label_types(list(group_ids))
+        arr = np.asarray(group_ids)  # one kind of label: a plain numpy array (fast unique), same groups
     elif isinstance(group_ids, np.ndarray):
         arr = group_ids
     else:
@@ -69,8 +66,12 @@ def label_array(group_ids: GroupIds) -> np.ndarray:
 
 def _check_object_labels(arr: np.ndarray) -> None:
     """Every label of an object array is a str, a bytes or an integer, all of one of these kinds."""
+    _check_label_types(arr.reshape(-1).tolist())
+
+
+def _check_label_types(labels: list[Any]) -> None:
     kinds = {}
-    for t in set(map(type, arr.reshape(-1).tolist())):  # a set of types: cheap next to the factorization
+    for t in set(map(type, labels)):  # a set of types: cheap next to the factorization
         if issubclass(t, str):
             kinds["str"] = t
         elif issubclass(t, bytes):
