@@ -142,7 +142,7 @@ def _earlier_files(
     if probe == target and not target.is_dir():
         raise OutputError(f"{what} {target} exists and is not a folder")
     if not probe.is_dir():
-        raise OutputError(f"{what} {target}: {probe} is not a folder")
+        raise OutputError(f"{what} {target}: {probe} is a file, not a writable folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"{what} {target}: {probe} is not writable")
     if probe != target:
@@ -158,8 +158,8 @@ def _earlier_files(
     if foreign and manifest is None and not earlier and not force:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         raise OutputError(
-            f"{what} {target} is not empty and was not written by {command} ({shown}); choose another folder, or "
-            "pass --force to write beside those files (they are never removed or overwritten)"
+            f"{what} {target} is not empty and was not written by {command} ({shown}); refusing to write there: "
+            "choose another folder, or pass --force to write beside those files (they are never removed or overwritten)"
         )
     return earlier
 
