@@ -33,19 +33,19 @@ def local(solution: str, tests: object = TESTS) -> float:
     return code_reward.compute_score("codecontests", solution, tests, allow_local_exec=True)
 
 
-def compose(*overrides: str):
+def compose(*overrides: str, with_hydra: bool = False):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(REPO / "recipes" / "code"), version_base=None):
-        return hydra_compose(config_name="code_maxpo", overrides=list(overrides))
+        return hydra_compose(config_name="code_maxpo", overrides=list(overrides), return_hydra_config=with_hydra)
 
 
 # ---- refusal ------------------------------------------------------------------------------------------------
 
 
 def test_the_recipe_routes_every_score_through_the_guarded_scorer():
-    cfg = compose()
+    cfg = compose(with_hydra=True)
     assert cfg.reward.custom_reward_function.path == "pkg://verl_maxpo.code_reward"
     assert cfg.reward.custom_reward_function.reward_kwargs.allow_local_exec is False
     assert cfg.hydra.callbacks.verl_maxpo_code_exec._target_ == "verl_maxpo.code_guard.CodeExecGuard"
@@ -126,9 +126,9 @@ def test_the_opt_in_must_be_a_boolean(allow, url):
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("memory_limit_mb", -1, "memory_limit_mb=-1 is below the minimum 256"),
-        ("memory_limit_mb", 0, "memory_limit_mb=0 is below the minimum 256"),
-        ("memory_limit_mb", 128, "memory_limit_mb=128 is below the minimum 256"),
+        ("memory_limit_mb", -1, "memory_limit_mb=-1 is below the minimum"),
+        ("memory_limit_mb", 0, "memory_limit_mb=0 is below the minimum 384"),
+        ("memory_limit_mb", 300, "memory_limit_mb=300 is below the minimum 384"),
         ("memory_limit_mb", "big", "memory_limit_mb must be a number"),
         ("memory_limit_mb", True, "memory_limit_mb must be a number"),
         ("memory_limit_mb", 512.5, "memory_limit_mb must be a whole number"),
@@ -144,9 +144,9 @@ def test_limits_that_would_break_or_disable_the_scorer_are_refused(option, value
 
 
 def test_the_memory_floor_runs_the_scorer():
-    """At the floor (256 MiB address space) a correct program still scores 1: the floor is not too low."""
+    """At the floor (384 MiB address space) a correct program still scores 1: the floor is not too low."""
     assert (
-        code_reward.compute_score("codecontests", program(SUM), TESTS, allow_local_exec=True, memory_limit_mb=256)
+        code_reward.compute_score("codecontests", program(SUM), TESTS, allow_local_exec=True, memory_limit_mb=384)
         == 1.0
     )
 
@@ -185,17 +185,32 @@ PROC_READER = (
 )
 
 
-def test_a_program_cannot_read_the_scorers_secrets_from_proc(monkeypatch):
-    monkeypatch.setenv("WANDB_API_KEY", "planted-secret")
-    assert local(program(PROC_READER)) == 1.0
+def _score_in_a_process_with_a_secret(scorer: str, body: str) -> str:
+    """Scores in a fresh interpreter whose exec-time environment holds the secret: /proc/<pid>/environ shows the
+    environment a process was started with (a setenv in this process would not be visible there)."""
+    code = (
+        "import json, sys\n"
+        "from verl_maxpo import code_reward\n"
+        "from verl.utils.reward_score import prime_code\n"
+        f"solution, tests = {program(body)!r}, {TESTS!r}\n"
+        "if sys.argv[1] == 'guarded':\n"
+        "    print(code_reward.compute_score('codecontests', solution, tests, allow_local_exec=True))\n"
+        "else:\n"
+        "    print(float(prime_code.compute_score(solution, tests, continuous=True)[0]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_API_KEY": "planted-secret"}
+    done = subprocess.run([sys.executable, "-c", code, scorer], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
 
 
-def test_unguarded_prime_code_does_leak_the_secret_through_proc(monkeypatch):
-    """The control: the same program under verl's prime_code in this process finds the planted secret."""
-    from verl.utils.reward_score import prime_code
+def test_a_program_cannot_read_the_scorers_secrets_from_proc():
+    assert _score_in_a_process_with_a_secret("guarded", PROC_READER) == "1.0"
 
-    monkeypatch.setenv("WANDB_API_KEY", "planted-secret")
-    assert prime_code.compute_score(program(PROC_READER), TESTS, continuous=True)[0] == 0.0
+
+def test_unguarded_prime_code_does_leak_the_secret_through_proc():
+    """The control: the same program under verl's prime_code finds the planted secret (and answers -1)."""
+    assert _score_in_a_process_with_a_secret("prime_code", PROC_READER) == "0.0"
 
 
 FORGER = (

@@ -126,7 +126,7 @@ def _record(request: dict[str, Any]) -> dict[str, Any]:
 
 def replay_program(recorded: list[Any] | None, fn_name: str | None) -> str:
     """A program that, on its k-th test, emits the k-th recording, and fails where the recorded run stopped."""
-    records = repr([repr(r) if fn_name is not None else r for r in (recorded or [])])
+    records = repr(list(recorded or []))  # call-based: repr strings of the returned values; else lists of lines
     if fn_name is not None:
         return (
             "import ast\n"

@@ -23,9 +23,10 @@ import shutil
 import subprocess
 import sys
 
-# Python with numpy (prime_code imports it) needs about 130-190 MiB of address space here; `python -I -c pass`
-# alone needs about 12 MiB. Below this floor every program would score 0 for want of memory, not of correctness.
-MIN_MEMORY_MB = 256
+# Measured here: `python -I -c pass` needs ~12-16 MiB of address space, `import numpy` ~130-190 MiB, and the
+# record child (prime_code, numpy, its manager and forked runner) fails at 256 MiB and scores at 320 MiB. Below
+# this floor every program would score 0 for want of memory, not of correctness.
+MIN_MEMORY_MB = 384
 MIN_CPU_SECONDS = 1
 MIN_FILE_MB = 1
 # prime_code's longest run: one all-tests run (5 s + 1) and 10 per-test runs (10 s + 1): below that, slow
@@ -45,7 +46,7 @@ def validate_limits(memory_limit_mb: object, cpu_seconds: object, max_file_mb: o
     """The local scorer's limits as ints, or CodeExecRefused naming the reward_kwargs option at fault."""
     prefix = "reward.custom_reward_function.reward_kwargs."
     checks = (
-        ("memory_limit_mb", memory_limit_mb, MIN_MEMORY_MB, "MiB of address space: Python with numpy needs ~190"),
+        ("memory_limit_mb", memory_limit_mb, MIN_MEMORY_MB, "MiB of address space: the scoring child needs ~320"),
         ("cpu_seconds", cpu_seconds, MIN_CPU_SECONDS, "CPU seconds"),
         ("max_file_mb", max_file_mb, MIN_FILE_MB, "MiB per written file"),
         ("wall_seconds", wall_seconds, MIN_WALL_SECONDS, "seconds: prime_code's own timeouts add up to ~116"),
