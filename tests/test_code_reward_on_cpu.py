@@ -1,4 +1,4 @@
-"""verl_maxpo.code_reward: local scoring of model-written programs in a limited child, for real (no mocks).
+"""verl_maxpo.code_reward: guarded local scoring of model-written programs, for real (no mocks).
 
 Each case runs a small program through the guarded scorer and checks its score: correct / partly correct /
 wrong programs score 1 / 0.5 / 0 as under verl's prime_code; a program that reads secrets from the environment
@@ -26,6 +26,10 @@ SECRETS = {"WANDB_API_KEY": "wandb-secret", "HF_TOKEN": "hf-secret", "AWS_SECRET
 
 def program(body: str) -> str:
     return f"Here is my solution.\n```python\n{body}\n```\n"
+
+
+def local(data_source: str, solution: str, tests: object, **kwargs: object) -> float:
+    return code_reward.compute_score(data_source, solution, tests, allow_local_exec=True, **kwargs)
 
 
 SUM = "a, b = map(int, input().split())\nprint(a + b)"
@@ -60,7 +64,7 @@ def secrets_in_env(monkeypatch):
     ids=["correct", "wrong", "half", "syntax-error", "reads-secrets", "allocates-4GiB", "writes-32MiB"],
 )
 def test_guarded_scores(secrets_in_env, body, expected):
-    assert code_reward.compute_score("codecontests", program(body), TESTS) == expected
+    assert local("codecontests", program(body), TESTS) == expected
 
 
 def test_unguarded_prime_code_does_see_the_secrets(secrets_in_env):
@@ -86,24 +90,42 @@ def test_the_child_environment_is_fixed_not_inherited(secrets_in_env):
 
 
 def test_a_program_that_outruns_the_wall_clock_scores_zero():
-    slow = program("import time\ntime.sleep(30)\n" + SUM)
-    assert code_reward.compute_score("codecontests", slow, TESTS, wall_seconds=2) == 0.0
+    """Below the validated floor on purpose: the wall clock itself, not prime_code's alarms, ends this one."""
+    slow = program("import signal, time\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\ntime.sleep(30)\n" + SUM)
+    level, prefix = code_reward.isolation()
+    limits = {"memory_mb": 1024, "cpu_s": 120, "file_mb": 16, "wall_s": 2.0}
+    started = time.monotonic()
+    assert code_reward.score_guarded(slow, TESTS, limits, level, prefix) == 0.0
+    assert time.monotonic() - started < 15
 
 
 def test_other_data_sources_go_to_verls_default_scorer():
-    assert code_reward.compute_score("openai/gsm8k", "so #### 72", "72") == 1.0
-    assert code_reward.compute_score("openai/gsm8k", "so #### 71", "72") == 0.0
+    assert local("openai/gsm8k", "so #### 72", "72") == 1.0
+    assert local("openai/gsm8k", "so #### 71", "72") == 0.0
 
 
-@pytest.mark.parametrize("stdout", ["", "noise\n", "VERL_MAXPO_CODE_SCORE nan\n", "VERL_MAXPO_CODE_SCORE 7\n"])
-def test_a_child_without_a_valid_score_scores_zero(stdout):
-    assert code_reward._parse_score(stdout) == 0.0
+@pytest.mark.parametrize(
+    "record",
+    [None, 7, {"all": None}, {"all": [3], "single": [None, None]}, {"all": None, "single": [None]}],
+    ids=["none", "number", "no-single", "non-string-output", "too-few-single-runs"],
+)
+def test_a_record_of_the_wrong_shape_is_rejected(record):
+    assert code_reward._valid_record(record, 2) is False
+
+
+def test_a_record_of_the_right_shape_is_accepted():
+    assert code_reward._valid_record({"all": [["3"], ["7"]], "single": [[["3"]], None]}, 2) is True
+
+
+@pytest.mark.parametrize("stdout", ["", "noise\n", "VERL_MAXPO_CODE_RESULT {bad\n"])
+def test_a_child_without_a_valid_result_line_gives_none(stdout):
+    assert code_reward._parse_result(stdout) is None
 
 
 def test_tests_given_as_numpy_arrays_are_accepted():
     np = pytest.importorskip("numpy")
     tests = {"inputs": np.array(["1 2\n", "3 4\n"], dtype=object), "outputs": np.array(["3\n", "7\n"], dtype=object)}
-    assert code_reward.compute_score("codecontests", program(SUM), tests) == 1.0
+    assert local("codecontests", program(SUM), tests) == 1.0
 
 
 def _processes_with(marker: bytes) -> list[int]:
@@ -120,11 +142,12 @@ def _processes_with(marker: bytes) -> list[int]:
 
 
 def test_a_process_the_program_starts_does_not_outlive_the_scorer():
-    """posix_spawn gets past prime_code's nulled os.fork / subprocess; the guard kills the child's process group."""
+    """posix_spawn gets past prime_code's nulled os.fork / subprocess; the sandbox's PID namespace (or the process
+    group kill) ends it with the scorer."""
     marker = f"{os.getpid()}.25"  # a sleep length unique to this test run
     body = f"import os\nos.posix_spawn('/bin/sleep', ['sleep', '{marker}'], {{}})\n" + SUM
     try:
-        assert code_reward.compute_score("codecontests", program(body), TESTS) == 1.0
+        assert local("codecontests", program(body), TESTS) == 1.0
         time.sleep(0.3)
         assert _processes_with(marker.encode()) == []
     finally:

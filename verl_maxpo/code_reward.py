@@ -1,41 +1,51 @@
-"""Local code-execution guard: verl's prime_code scorer, run in a resource-limited child with a scrubbed environment.
+"""The code recipes' reward: verl's custom reward hook that never runs model-written programs unguarded.
 
-Used by the code recipes only when the user opts into local execution (ALLOW_LOCAL_CODE_EXEC=1 and no SANDBOX_URL),
-through verl's custom reward hook:
+The code recipes always set
 
     reward.custom_reward_function.path=pkg://verl_maxpo.code_reward
     reward.custom_reward_function.name=compute_score
 
-For a code row (data_source codecontests / apps / codeforces / taco) each call starts a fresh interpreter
-(`python -I this_file`) that, before any model-written code exists in it:
-  - drops every inherited environment variable (WANDB_API_KEY, HF_TOKEN, AWS_*, ... are never passed on);
-  - runs in its own empty temporary directory and its own session (whatever is left of it is killed at the end);
-  - sets rlimits: address space (memory), CPU seconds, size of any file it writes, no core dumps, and, for a
-    non-root user, a process-count ceiling a little above the user's current count;
-then scores the program with verl's own prime_code (same score as verl's default: fraction of tests passed).
-Any failure of the child (crash, memory limit, timeout) scores 0.0. Other data sources go to verl's default scorer.
+and pass `reward.sandbox_fusion.*` and the local-execution settings in `reward_kwargs` (code_common.yaml).
+Where programs run is decided by `exec_mode`, the same rule everywhere (the Hydra callback in code_guard.py at
+`python -m verl.trainer.main_ppo` start, and here at the first scored row of each reward worker):
+  - `reward.sandbox_fusion.url` set: verl's own SandboxFusion scoring (default_compute_score with the URL);
+  - else `reward_kwargs.allow_local_exec=true`: the guarded local scorer below;
+  - else CodeExecRefused: nothing runs.
 
-NOT a sandbox. What stays exposed: the network; every file the training user can read, and writes (each up to
-the file-size limit) wherever that user can write; other processes of the same user (signals; ptrace where the
-kernel allows it); for root, no process-count limit; a program that starts its own session can outlive the
-scorer; and a program can forge its own score, as it can under prime_code. Use SandboxFusion for isolation.
+Guarded local scorer, per response (code rows: codecontests / apps / codeforces / taco):
+  1. record: a fresh `python -I _code_child.py record` inside the sandbox of code_sandbox.py (nobody for root;
+     new user/PID/mount/network namespaces, fresh /proc, no capabilities; empty environment; rlimits; own
+     directory) runs verl's prime_code on the test INPUTS only and reports what the program printed;
+  2. replay: a second child, where no model code runs, scores those outputs against the expected outputs with
+     prime_code's own comparison. The program never sees the expected outputs nor the channel the score comes
+     back on, so it can change its answers, not its score.
+Scores equal verl's prime_code (continuous); any failure of a child scores 0.0. Other data sources go to verl's
+default scorer. Remaining exposure: recipes/code/README.md, "Security".
 
-This file imports only the standard library at module level: the child loads verl's prime_code package by path,
-without `import verl` (which would pull in Ray and torch, seconds per call).
+Only the standard library is imported at module level (verl is imported lazily for non-code rows / sandbox mode).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from typing import Any
 
+from verl_maxpo.code_sandbox import NPROC_BY_LEVEL, CodeExecRefused, isolation, nobody_ids, validate_limits
+
+# isolation is re-exported: the Hydra guard and the tests ask for the level
+
+__all__ = ["CODE_SOURCES", "CodeExecRefused", "child_env", "compute_score", "exec_mode", "score_guarded"]
+
 CODE_SOURCES = frozenset({"codecontests", "apps", "codeforces", "taco"})
-SCORE_MARKER = "VERL_MAXPO_CODE_SCORE "
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_code_child.py")
+MARKER = "VERL_MAXPO_CODE_RESULT "
 # prime_code's worst case: one all-tests run (5 s + 1) then up to 10 single-test runs (10 s + 1 each).
 DEFAULT_WALL_SECONDS = 150.0
 # Per-thread BLAS pools would reserve virtual memory the address-space limit counts; one thread each.
@@ -47,12 +57,53 @@ _CHILD_ENV_FIXED = {
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
 }
-_NPROC_MARGIN = 64
+REFUSAL = (
+    "the code reward executes model-written programs, and neither reward.sandbox_fusion.url nor "
+    "reward.custom_reward_function.reward_kwargs.allow_local_exec=true is set. Nothing was run. Set "
+    "reward.sandbox_fusion.url=http://<host>:8080/run_code (a SandboxFusion server: "
+    "https://github.com/bytedance/SandboxFusion), or, on a machine you can throw away, "
+    "reward.custom_reward_function.reward_kwargs.allow_local_exec=true (guarded local execution, not a "
+    "sandbox: see recipes/code/README.md, Security)."
+)
 
 
 def child_env(workdir: str) -> dict[str, str]:
-    """The whole environment of the scoring child: fixed values only, nothing inherited."""
+    """The whole environment of a scoring child: fixed values only, nothing inherited."""
     return {**_CHILD_ENV_FIXED, "HOME": workdir, "TMPDIR": workdir}
+
+
+def exec_mode(sandbox_fusion_url: Any, allow_local_exec: Any) -> str:
+    """'sandbox' or 'local'; CodeExecRefused when neither is configured (or the opt-in is not a boolean)."""
+    if sandbox_fusion_url is not None and not isinstance(sandbox_fusion_url, str):
+        raise CodeExecRefused(f"reward.sandbox_fusion.url must be a string, got {sandbox_fusion_url!r}")
+    if sandbox_fusion_url:
+        return "sandbox"
+    if not isinstance(allow_local_exec, bool):
+        raise CodeExecRefused(
+            f"reward.custom_reward_function.reward_kwargs.allow_local_exec must be true or false, "
+            f"got {allow_local_exec!r}"
+        )
+    if allow_local_exec:
+        return "local"
+    raise CodeExecRefused(REFUSAL)
+
+
+@functools.cache
+def _local_setup(memory_limit_mb: Any, cpu_seconds: Any, max_file_mb: Any, wall_seconds: Any) -> tuple:
+    """Checked once per process and setting: the limits, then the isolation this machine allows."""
+    limits = validate_limits(memory_limit_mb, cpu_seconds, max_file_mb, wall_seconds)
+    level, prefix = isolation()
+    return limits, level, prefix
+
+
+def local_setup(memory_limit_mb: Any, cpu_seconds: Any, max_file_mb: Any, wall_seconds: Any) -> tuple:
+    try:
+        return _local_setup(memory_limit_mb, cpu_seconds, max_file_mb, wall_seconds)
+    except TypeError as error:  # unhashable (a list from the command line)
+        raise CodeExecRefused(f"the local scorer's limits must be numbers: {error}") from None
+
+
+_SEMAPHORES: dict[int, threading.Semaphore] = {}
 
 
 def compute_score(
@@ -60,70 +111,142 @@ def compute_score(
     solution_str: str,
     ground_truth: Any,
     extra_info: Any = None,
-    memory_limit_mb: int = 1024,
-    cpu_seconds: int = 120,
-    max_file_mb: int = 16,
-    wall_seconds: float = DEFAULT_WALL_SECONDS,
+    sandbox_fusion_url: Any = None,
+    sandbox_memory_limit_mb: int = 1024,
+    sandbox_max_concurrent: int = 64,
+    allow_local_exec: Any = False,
+    memory_limit_mb: Any = 1024,
+    cpu_seconds: Any = 120,
+    max_file_mb: Any = 16,
+    wall_seconds: Any = DEFAULT_WALL_SECONDS,
     **_unused: Any,
 ) -> float:
-    """verl's custom reward signature. Code rows: guarded local prime_code score in [0, 1]; others: verl's default."""
-    if data_source not in CODE_SOURCES:
+    """verl's custom reward signature: the score in [0, 1] of one response, from where exec_mode says."""
+    mode = exec_mode(sandbox_fusion_url, allow_local_exec)
+    if mode == "local":
+        setup = local_setup(memory_limit_mb, cpu_seconds, max_file_mb, wall_seconds)
+    if mode == "sandbox" or data_source not in CODE_SOURCES:
         from verl.utils.reward_score import default_compute_score
 
-        return default_compute_score(data_source, solution_str, ground_truth, extra_info)
-    limits = {"memory_mb": int(memory_limit_mb), "cpu_s": int(cpu_seconds), "file_mb": int(max_file_mb)}
-    return score_guarded(solution_str, ground_truth, limits, wall_seconds)
+        if mode == "local":  # non-code rows execute nothing
+            return float(default_compute_score(data_source, solution_str, ground_truth, extra_info))
+        # What verl's load_reward_manager passes to its default scorer when the URL is set.
+        semaphore = _SEMAPHORES.setdefault(int(sandbox_max_concurrent), threading.Semaphore(sandbox_max_concurrent))
+        score = default_compute_score(
+            data_source,
+            solution_str,
+            ground_truth,
+            extra_info,
+            sandbox_fusion_url=sandbox_fusion_url,
+            concurrent_semaphore=semaphore,
+            memory_limit_mb=sandbox_memory_limit_mb,
+        )
+        return score if isinstance(score, dict) else float(score)
+    limits, level, prefix = setup
+    return score_guarded(solution_str, ground_truth, limits, level, prefix)
 
 
-def score_guarded(solution_str: str, ground_truth: Any, limits: dict[str, int], wall_seconds: float) -> float:
-    """Run prime_code on one response in a limited child process; 0.0 when the child fails or runs out of time."""
-    request = json.dumps({"solution": solution_str, "tests": ground_truth, "limits": limits}, default=_jsonable)
-    with tempfile.TemporaryDirectory(prefix="verl-maxpo-code-") as workdir:
-        request_path = os.path.join(workdir, "request.json")  # the child reads and deletes it before any model code
-        with open(request_path, "w", encoding="utf-8") as f:
-            f.write(request)
-        # The score comes back on a pipe of its own, not stdout: processes the program starts inherit stdout and
-        # could hold it open (or write to it); the child keeps its end close-on-exec.
-        read_fd, write_fd = os.pipe()
+def _tests(ground_truth: Any) -> dict[str, Any] | None:
+    """The tests as prime_code reads them, or None where prime_code would score 0 without running anything."""
+    try:
+        tests = json.loads(ground_truth) if isinstance(ground_truth, str | bytes) else ground_truth
+        tests = json.loads(json.dumps(tests, default=_jsonable))
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(tests, dict) or not isinstance(tests.get("inputs"), list):
+        return None
+    outputs = tests.get("outputs")
+    if not isinstance(outputs, list) or len(outputs) < len(tests["inputs"]):
+        return None
+    return tests
+
+
+def score_guarded(
+    solution_str: str, ground_truth: Any, limits: dict[str, Any], level: str, prefix: tuple[str, ...]
+) -> float:
+    """Record in the sandbox (inputs only), replay outside it (with the expected outputs); 0.0 on any failure."""
+    tests = _tests(ground_truth)
+    if tests is None:
+        return 0.0
+    child_limits = {
+        "memory_mb": limits["memory_mb"],
+        "cpu_s": limits["cpu_s"],
+        "file_mb": limits["file_mb"],
+        "nproc": NPROC_BY_LEVEL[level],
+    }
+    record_request = {
+        "solution": solution_str,
+        "inputs": tests["inputs"],
+        "fn_name": tests.get("fn_name"),
+        "limits": child_limits,
+    }
+    record = _run_child("record", record_request, list(prefix), limits["wall_s"], as_nobody=level.startswith("nobody"))
+    if not _valid_record(record, len(tests["inputs"])):
+        return 0.0
+    # The replay runs no model code; it still gets the limits (its inputs were written by the program).
+    replay_limits = {**child_limits, "nproc": 0}
+    score = _run_child("replay", {"tests": tests, "record": record, "limits": replay_limits}, [], limits["wall_s"])
+    if isinstance(score, bool) or not isinstance(score, int | float) or not 0.0 <= score <= 1.0:
+        return 0.0
+    return float(score)
+
+
+def _run_child(mode: str, request: dict[str, Any], prefix: list[str], wall_s: float, as_nobody: bool = False) -> Any:
+    """One child with the request on stdin; its result, or None (crash, timeout, no or bad result line)."""
+    with tempfile.TemporaryDirectory(prefix=f"verl-maxpo-code-{mode}-") as workdir:
+        if as_nobody:
+            uid, gid = nobody_ids()
+            os.chown(workdir, uid, gid)
+        proc = subprocess.Popen(
+            [*prefix, sys.executable, "-I", CHILD, mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=workdir,
+            env=child_env(workdir),
+            start_new_session=True,  # its own process group: killed as a whole below
+        )
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", os.path.abspath(__file__), request_path, str(write_fd)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd=workdir,
-                env=child_env(workdir),
-                start_new_session=True,  # its own process group: killed as a whole below
-                pass_fds=(write_fd,),
-            )
-        finally:
-            os.close(write_fd)
-        try:
-            proc.wait(timeout=wall_seconds)
+            stdout, _ = proc.communicate(json.dumps(request).encode(), timeout=wall_s)
         except subprocess.TimeoutExpired:
-            pass
+            stdout = b""
         finally:
             try:
-                os.killpg(proc.pid, signal.SIGKILL)  # the child and anything it started in its group
+                os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
             proc.wait()
-        reply = _read_ready(read_fd)
-    return _parse_score(reply)
+    return _parse_result(stdout.decode("utf-8", errors="replace"))
 
 
-def _read_ready(fd: int) -> str:
-    """What is in the pipe now (the child has exited), without waiting for writers that escaped the group."""
-    os.set_blocking(fd, False)
-    chunks = []
-    try:
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    except BlockingIOError:
-        pass
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode("utf-8", errors="replace")
+def _parse_result(stdout: str) -> Any:
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(MARKER):
+            try:
+                return json.loads(line[len(MARKER) :])
+            except ValueError:
+                return None
+    return None
+
+
+def _valid_record(record: Any, n_inputs: int) -> bool:
+    """The record child's reply has the shape the replay expects (it could have been written by the program)."""
+
+    def run_ok(run: Any) -> bool:
+        if run is None:
+            return True
+        return isinstance(run, list) and all(
+            isinstance(r, str) or (isinstance(r, list) and all(isinstance(x, str) for x in r)) for r in run
+        )
+
+    return (
+        isinstance(record, dict)
+        and set(record) == {"all", "single"}
+        and run_ok(record["all"])
+        and isinstance(record["single"], list)
+        and len(record["single"]) == min(n_inputs, 10)
+        and all(run_ok(r) for r in record["single"])
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -131,79 +254,3 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"cannot send {type(value).__name__} to the scoring child")
-
-
-def _parse_score(stdout: str) -> float:
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(SCORE_MARKER):
-            try:
-                value = float(json.loads(line[len(SCORE_MARKER) :]))
-            except (ValueError, TypeError):
-                return 0.0
-            return value if 0.0 <= value <= 1.0 else 0.0
-    return 0.0
-
-
-# ---- child side (runs as `python -I code_reward.py REQUEST_JSON REPLY_FD`) ----------------------------------------
-
-
-def _user_process_count() -> int:
-    uid = os.getuid()
-    count = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                count += os.stat(f"/proc/{entry}").st_uid == uid
-            except OSError:
-                pass
-    return count
-
-
-def _apply_limits(limits: dict[str, int]) -> None:
-    import resource
-
-    memory = limits["memory_mb"] * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_s"], limits["cpu_s"] + 5))
-    file_size = limits["file_mb"] * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if os.getuid() != 0:  # the kernel does not enforce RLIMIT_NPROC for root
-        ceiling = _user_process_count() + _NPROC_MARGIN
-        resource.setrlimit(resource.RLIMIT_NPROC, (ceiling, ceiling))
-
-
-def _load_prime_code() -> Any:
-    """verl.utils.reward_score.prime_code without executing verl/__init__.py (Ray, torch)."""
-    import importlib
-    import importlib.machinery
-    import types
-
-    spec = importlib.machinery.PathFinder.find_spec("verl")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("verl is not installed")
-    root = list(spec.submodule_search_locations)[0]
-    for name, folder in (("verl", root), ("verl.utils", "utils"), ("verl.utils.reward_score", "utils/reward_score")):
-        package = types.ModuleType(name)
-        package.__path__ = [os.path.join(root, folder) if name != "verl" else root]
-        sys.modules[name] = package
-    return importlib.import_module("verl.utils.reward_score.prime_code")
-
-
-def _child_main(request_path: str, reply_fd: str) -> int:
-    reply = os.dup(int(reply_fd))  # os.dup: not inherited by exec'd programs
-    os.close(int(reply_fd))
-    with open(request_path, encoding="utf-8") as f:
-        request = json.load(f)
-    os.unlink(request_path)
-    _apply_limits(request["limits"])
-    prime_code = _load_prime_code()
-    result = prime_code.compute_score(request["solution"], request["tests"], continuous=True)
-    score = result[0] if isinstance(result, tuple | list) else result
-    os.write(reply, f"{SCORE_MARKER}{json.dumps(float(score))}\n".encode())
-    os.close(reply)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_child_main(*sys.argv[1:3]))
