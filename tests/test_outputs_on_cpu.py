@@ -92,7 +92,7 @@ def test_file_target_file_parent_and_unwritable_place(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     with pytest.raises(OutputError, match="exists and is not a folder"):
         _publish(tmp_path / "f", {"a": "b"})
-    with pytest.raises(OutputError, match=r"f is not a folder"):
+    with pytest.raises(OutputError, match=r"f is a file, not a writable folder"):
         _publish(tmp_path / "f" / "sub", {"a": "b"})
     if os.geteuid() != 0:
         locked = tmp_path / "ro"
@@ -159,3 +159,105 @@ def test_check_separate_catches_same_inside_holds_and_symlinks(tmp_path: Path) -
         with pytest.raises(OutputError, match=f"{relation} --local-dir"):
             check_separate(src, out, "--local-dir", "--out-dir")
     check_separate(src, tmp_path / "other", "--local-dir", "--out-dir")  # siblings are fine
+
+
+# --- the commands that publish through it --------------------------------------------------------------------------
+
+
+def _run(tmp: Path, name: str = "run_seed0", scores: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)) -> Path:
+    val = tmp / name / "val"
+    val.mkdir(parents=True)
+    rows = [{"input": p, "output": "o", "gts": "g", "score": s, "step": 1} for p, s in zip("aabb", scores, strict=True)]
+    (val / "1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tmp / name
+
+
+def test_report_refuses_to_overwrite_a_users_report_even_with_force(tmp_path: Path, run_cli) -> None:
+    run, out = _run(tmp_path), tmp_path / "mine"
+    out.mkdir()
+    (out / "report.md").write_text("my notes")
+    (out / "pass_at_1.png").write_text("my plot")
+    plain = run_cli("report", run, "--out", out, "--k", "1")
+    assert plain.code == 2 and "not written by report" in plain.err and "Traceback" not in plain.text
+    forced = run_cli("report", run, "--out", out, "--k", "1", "--force")
+    assert forced.code == 2 and "would overwrite pass_at_1.png, report.md" in forced.err
+    assert _tree(out) == {"report.md": "my notes", "pass_at_1.png": "my plot"}
+
+
+def test_report_json_alone_writes_nothing_and_empty_out_is_refused(tmp_path: Path, run_cli, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = _run(tmp_path)
+    outcome = run_cli("report", run, "--json", "--k", "1")
+    assert outcome.code == 0 and json.loads(outcome.out)["runs"][0]["steps"][0]["pass@1"] == 0.25
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run_seed0"]  # no ./maxpo_report
+    empty = run_cli("report", run, "--out", "", "--k", "1")
+    assert empty.code == 2 and "--out is empty" in empty.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run_seed0"]
+
+
+def test_report_on_scores_near_the_float_limit_is_finite_and_exact(tmp_path: Path, run_cli) -> None:
+    big = 1e308
+    runs = [_run(tmp_path, f"r_seed{i}", (big, -big, big, big)) for i in range(2)]
+    outcome = run_cli("report", *runs, "--k", "1,2", "--out", tmp_path / "out", "--json")
+    assert outcome.code == 0, outcome.err
+    result = json.loads(outcome.out)
+    step = result["runs"][0]["steps"][0]
+    # a: {1e308, -1e308} -> mean 0, best of 2 = 1e308; b: {1e308, 1e308}.
+    assert step["max@1"] == pytest.approx(big / 2) and step["max@2"] == pytest.approx(big)
+    group = result["groups"][0]["steps"][0]
+    assert group["max@2"] == pytest.approx(big) and group["max@2_se"] == 0.0
+    assert "1.0000e+308" in (tmp_path / "out" / "report.md").read_text()
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
+        "max_at_1.png", "max_at_2.png", "pass_at_1.png", "pass_at_2.png"
+    ]  # fmt: skip
+
+
+def test_plot_titles_are_singular_for_one_sample() -> None:
+    from verl_maxpo.report import _plot_subject
+    from verl_maxpo.report_metrics import Metric
+
+    assert _plot_subject(Metric(1, "max"), 1.0) == "expected score of one sample"
+    assert _plot_subject(Metric(4, "max"), 1.0) == "expected best score among 4 samples"
+    assert _plot_subject(Metric(1, "pass"), 0.5) == "P(a sample scores >= 0.5)"
+    assert _plot_subject(Metric(2, "pass"), 1.0) == "P(at least one of 2 samples scores >= 1)"
+
+
+def _claim(run_dir: str, k: int, barrier: multiprocessing.synchronize.Barrier, codes: multiprocessing.Queue) -> None:
+    from verl_maxpo import run_folder
+
+    argv = ["claim", run_dir, "--adv-estimator", "maxpo", "--k", str(k), "--n", "8", "--seed", "0"]
+    barrier.wait()
+    codes.put((k, run_folder.main([*argv, "--config-name", "maxpo", "--val-n", "8"])))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_simultaneous_claims_with_different_k_one_wins(tmp_path: Path, attempt: int) -> None:
+    ctx = multiprocessing.get_context("fork")
+    barrier, codes = ctx.Barrier(2), ctx.Queue()
+    run_dir = str(tmp_path / "runs" / "arm")
+    procs = [ctx.Process(target=_claim, args=(run_dir, k, barrier, codes)) for k in (2, 4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    results = dict(codes.get(timeout=5) for _ in procs)
+    winners = [k for k, code in results.items() if code == 0]
+    assert len(winners) == 1 and sorted(results.values()) == [0, 2]
+    assert json.loads((tmp_path / "runs" / "arm" / "meta.json").read_text())["k"] == winners[0]
+
+
+def test_tiny_assets_refuses_reusing_an_empty_config_and_garbage_parquet(tmp_path: Path, run_cli) -> None:
+    from verl_maxpo.tiny_assets import FILES, MANIFEST, build_parser, options, validate_assets
+
+    out = tmp_path / "assets"
+    for name in FILES:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("{}" if name.endswith(".json") else "garbage")
+    opts = options(build_parser().parse_args(["--out", str(out)]))
+    (out / MANIFEST).write_text(json.dumps({"options": opts}))
+    assert "does not load" in (validate_assets(out) or "")
+    before = _tree(out)
+    outcome = run_cli("tiny-assets", "--out", out)
+    assert outcome.code == 2 and "damaged tiny assets" in outcome.err and "--force" in outcome.err
+    assert _tree(out) == before

@@ -258,6 +258,7 @@ def write_report(
     *,
     train_logs: Sequence[str | Path | None] | None = None,
     force: bool = False,
+    relative_to: str | Path | None = None,
 ) -> dict[str, Any]:
     """Compute the report of `run_dirs`, publish report.md and PNG curves into `out_dir`, and return the numbers as
     JSON-ready data (the shape `--json` prints).
@@ -272,6 +273,8 @@ def write_report(
         groups: seed-group names, one per run dir (default: the name without its `seed<N>` suffix).
         train_logs: training-log paths, one per run dir (None entries: `<run>/train_log.jsonl` when present).
         force: allow a non-empty folder that holds no report.
+        relative_to: show run folders relative to this folder, and write straight into `out_dir` with no output
+            policy, as write_report_files does (for a caller that publishes `out_dir` itself, like the demo).
 
     Returns:
         `to_json(report)` plus "report" (the markdown's path) and "plots". Bad input never raises: it is listed in
@@ -281,6 +284,10 @@ def write_report(
         ValueError: labels/groups/train_logs of the wrong length, or a k outside [1, MAX_K].
         OutputError: `out_dir` cannot be used (checked before anything is read).
     """
+    if relative_to is not None:
+        return write_report_files(
+            run_dirs, out_dir, ks, pass_threshold, labels, groups, train_logs=train_logs, relative_to=relative_to
+        )
     _check_inputs(len(run_dirs), ks, labels, groups, train_logs)
     check_out(out_dir, COMMAND, force, legacy=_old_report_files)
     report, runs = build_report(run_dirs, ks, pass_threshold, labels, groups, train_logs)
