@@ -167,7 +167,16 @@ class MaxPOOptions:
         does not read (objective=ml for pkpo, norm_by_std=true for maxrl, ...): nothing is silently ignored.
         """
         try:
-            frozen = tuple((key, tuple(v) if isinstance(v, list) else v) for key, v in (block or {}).items())
+            # The value's type is part of the key: 2 and 2.0, 1 and True hash alike but validate differently.
+            frozen = tuple(
+                (
+                    key,
+                    type(v),
+                    tuple(map(type, v)) if isinstance(v, list) else (),
+                    tuple(v) if isinstance(v, list) else v,
+                )
+                for key, v in (block or {}).items()
+            )
             return _parse_cached(cls, frozen, estimator, prefix)
         except TypeError:  # an unhashable value: validate without the cache (and say what is wrong)
             return cls._parse(block, estimator, prefix)
@@ -236,7 +245,7 @@ class MaxPOOptions:
 @functools.lru_cache(maxsize=256)
 def _parse_cached(cls: type, frozen: tuple, estimator: str, prefix: str) -> MaxPOOptions:
     """Options are parsed on every verl call: the same block validates once (errors are never cached)."""
-    return cls._parse(dict(frozen), estimator, prefix)
+    return cls._parse({key: value for key, _, _, value in frozen}, estimator, prefix)
 
 
 def _spec(estimator: str) -> EstimatorSpec:
