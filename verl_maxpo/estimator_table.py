@@ -7,6 +7,7 @@ adding an A/B arm is one `ArmSpec` entry plus `recipes/shared/estimator/<arm>.ya
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -165,6 +166,23 @@ class MaxPOOptions:
         Refused: a key that is not an option, a bad value, and a non-default value of an option the estimator
         does not read (objective=ml for pkpo, norm_by_std=true for maxrl, ...): nothing is silently ignored.
         """
+        try:
+            # The value's type is part of the key: 2 and 2.0, 1 and True hash alike but validate differently.
+            frozen = tuple(
+                (
+                    key,
+                    type(v),
+                    tuple(map(type, v)) if isinstance(v, list) else (),
+                    tuple(v) if isinstance(v, list) else v,
+                )
+                for key, v in (block or {}).items()
+            )
+            return _parse_cached(cls, frozen, estimator, prefix)
+        except TypeError:  # an unhashable value: validate without the cache (and say what is wrong)
+            return cls._parse(block, estimator, prefix)
+
+    @classmethod
+    def _parse(cls, block: Mapping[str, Any] | None, estimator: str, prefix: str) -> MaxPOOptions:
         import numbers
 
         import numpy as np
@@ -222,6 +240,12 @@ class MaxPOOptions:
         if "objective" in spec.options and self.objective != "max":
             kwargs.update(objective=self.objective, m=self.m, rank_weights=self.rank_weights)
         return ((self.k,) if spec.uses_k else ()), kwargs
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_cached(cls: type, frozen: tuple, estimator: str, prefix: str) -> MaxPOOptions:
+    """Options are parsed on every verl call: the same block validates once (errors are never cached)."""
+    return cls._parse({key: value for key, _, _, value in frozen}, estimator, prefix)
 
 
 def _spec(estimator: str) -> EstimatorSpec:
