@@ -1,8 +1,9 @@
 """verl's real entry point, `python -m verl.trainer.main_ppo`, trains on a CPU with the tiny recipes (slow).
 
 Each run: 2 training steps + validation with the tiny assets, as a subprocess with a hard timeout, its own Ray
-cluster (RAY_ADDRESS=local, a private Ray temp dir) torn down with it. The CPU backend's test-only trace
-(VERL_MAXPO_TRACE_DIR) records the advantages verl used and every weight sync into the rollout.
+cluster (RAY_ADDRESS=local, a private Ray temp dir) torn down with it. A test-only trace (tests/support, first on
+the run's PYTHONPATH, armed by VERL_MAXPO_TRACE_DIR in every process) records the advantages verl used and every
+weight sync into the rollout.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+SUPPORT = REPO / "tests" / "support"  # sitecustomize.py + verl_maxpo_trace.py
 RUN_TIMEOUT_S = 420
 
 pytestmark = pytest.mark.slow
@@ -58,7 +60,7 @@ def run_in_own_group(cmd: list[str], env: dict[str, str], cwd: Path, what: str) 
 def cpu_env(trace_dir: Path, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "PYTHONPATH": os.pathsep.join([str(SUPPORT), str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         "VERL_PLATFORM": "cpu",
         "OMP_NUM_THREADS": "1",
         "RAY_ADDRESS": "local",  # never join another Ray cluster on this machine
@@ -102,7 +104,8 @@ def group_sums(uid: list[str], adv: torch.Tensor) -> list[float]:
     return list(sums.values())
 
 
-def check_common(run_dir: Path, proc: subprocess.CompletedProcess, trace_dir: Path | None = None) -> list[dict]:
+def check_trained(run_dir: Path, proc: subprocess.CompletedProcess, trace_dir: Path | None = None) -> None:
+    """Exit 0, steps 1 and 2 with non-zero grad norms, a validation dump and 3 weight syncs that moved weights."""
     assert proc.returncode == 0, proc.stdout[-6000:]
     steps = train_steps(run_dir)
     assert [s["step"] for s in steps] == [1, 2], steps
@@ -118,25 +121,48 @@ def check_common(run_dir: Path, proc: subprocess.CompletedProcess, trace_dir: Pa
     assert len(syncs) == 3  # before step 1, after step 1, after step 2
     assert syncs[0]["max_abs_change"] == 0.0
     assert syncs[-1]["max_abs_change"] > 1e-4, "the rollout's weights did not change after the updates"
+
+
+def check_common(run_dir: Path, proc: subprocess.CompletedProcess, trace_dir: Path | None = None) -> list[dict]:
+    """`check_trained`, then the v1 trainer's two advantage records."""
+    check_trained(run_dir, proc, trace_dir)
     records = traced(run_dir, "advantages.jsonl", trace_dir)
     assert len(records) == 2
     return records
 
 
 def test_main_ppo_trains_maxpo_on_cpu(assets: Path, tmp_path: Path) -> None:
-    from verl_maxpo.estimators import maxpo_advantages
-
     proc = run_main_ppo("tiny_maxpo", assets, tmp_path)
     records = check_common(tmp_path, proc)
     for rec in records:
-        assert rec["estimator"] == "maxpo"
-        scores = torch.tensor(rec["score"], dtype=torch.float32)
-        assert len(scores) == 64 and 0 < scores.mean() < 1  # partial credit: neither all 0 nor all 1
-        used = torch.tensor(rec["advantage"])
-        ours = maxpo_advantages(scores, np.array(rec["uid"], dtype=object), 2, norm_by_std=False)
-        torch.testing.assert_close(used, ours, atol=1e-6, rtol=1e-5)
-        assert used.abs().max() > 0
-        assert max(abs(s) for s in group_sums(rec["uid"], used)) < 1e-5
+        check_maxpo(rec)
+        # single-output agent loop: one row per session, so the session wrapper is the identity here
+        assert len(set(rec["batch_keys"])) == 64 and all(k.endswith("_0") for k in rec["batch_keys"])
+
+
+def check_maxpo(rec: dict) -> None:
+    from verl_maxpo.estimators import maxpo_advantages
+
+    assert rec["estimator"] == "maxpo"
+    scores = torch.tensor(rec["score"], dtype=torch.float32)
+    assert len(scores) == 64 and 0 < scores.mean() < 1  # partial credit: neither all 0 nor all 1
+    used = torch.tensor(rec["advantage"])
+    ours = maxpo_advantages(scores, np.array(rec["uid"], dtype=object), 2, norm_by_std=False)
+    torch.testing.assert_close(used, ours, atol=1e-6, rtol=1e-5)
+    assert used.abs().max() > 0
+    assert max(abs(s) for s in group_sums(rec["uid"], used)) < 1e-5
+
+
+def test_legacy_trainer_trains_maxpo_on_cpu(assets: Path, tmp_path: Path) -> None:
+    """`trainer.use_v1=false` (verl's main_ppo_v0 TaskRunner) still trains: its own compute_advantage call."""
+    proc = run_main_ppo("tiny_maxpo", assets, tmp_path, "trainer.use_v1=false")
+    assert "main_ppo_v0" in proc.stdout or "Legacy trainer" in proc.stdout, "did not run the legacy trainer"
+    check_trained(tmp_path, proc)
+    assert not (tmp_path / "trace" / "advantages.jsonl").exists()  # the v1 advantage step never ran
+    records = traced(tmp_path, "compute_advantage.jsonl")
+    assert len(records) == 2  # one call per step
+    for rec in records:
+        check_maxpo(rec)
 
 
 def test_ab_launcher_trains_grpo_on_cpu_and_reports(assets: Path, tmp_path: Path) -> None:

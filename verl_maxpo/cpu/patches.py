@@ -1,6 +1,7 @@
 """Patches to verl 0.9.1, applied only when VERL_PLATFORM=cpu (see `verl_maxpo.cpu.register`).
 
-Each patch names the verl line it works around; none edits a verl file. `apply()` is idempotent.
+Each patch names the verl line it works around; none edits a verl file. `apply()` is idempotent. `patch_on_import`
+is also how `verl_maxpo.sessions` reaches verl's v1 trainer without importing it inside `import verl`.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def patch_on_import(name: str, patch: Callable[[Any], None]) -> None:
     """Apply `patch` to module `name` now if it is imported, else right after its first import."""
     if name in sys.modules:
         patch(sys.modules[name])
-    elif not any(isinstance(f, _PatchOnImport) and f.name == name for f in sys.meta_path):
+    elif not any(isinstance(f, _PatchOnImport) and (f.name, f.patch) == (name, patch) for f in sys.meta_path):
         sys.meta_path.insert(0, _PatchOnImport(name, patch))
 
 
@@ -113,11 +114,11 @@ def apply() -> None:
     global _APPLIED
     if _APPLIED:
         return
+    # FSDP engines register for devices cuda/npu only (workers/engine/fsdp/transformer_impl.py ~1143); verl's own
+    # override (workers/engine/base.py ~399-405) picks the cuda entry, whose code is device-agnostic. Set here, not
+    # in the platform's __init__: verl's auto-detection instantiates every registered platform on any host.
+    os.environ.setdefault("VERL_ENGINE_DEVICE", "cuda")
     _patch_process_group()
     _patch_placement_check()
     patch_on_import("verl.workers.engine.fsdp.transformer_impl", _unpinned_offload)
-    if os.environ.get("VERL_MAXPO_TRACE_DIR"):
-        from verl_maxpo.cpu import trace
-
-        trace.install()
     _APPLIED = True

@@ -123,9 +123,8 @@ class PlatformCPU(PlatformBase):
     """
 
     def __init__(self) -> None:
-        # FSDP engines register for devices cuda/npu only (workers/engine/fsdp/transformer_impl.py ~1143);
-        # verl's own override (workers/engine/base.py ~399-405) picks the cuda entry, whose code is device-agnostic.
-        os.environ.setdefault("VERL_ENGINE_DEVICE", "cuda")
+        # No side effects: verl's auto-detection instantiates every registered platform on any host
+        # (platform_manager.py ~100). The engine override this platform needs is set by `patches.apply()`.
         self._module = CPUDeviceModule()
 
     @property

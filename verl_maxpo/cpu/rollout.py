@@ -3,8 +3,9 @@
 verl 0.9.1 rolls out only through an inference server (vLLM, SGLang, TRT-LLM): `rollout.name=hf` fails with
 "Rollout hf with mode async not found" (workers/rollout/base.py ~89-106, engine_workers.py ~667, replica side
 workers/rollout/replica.py ~388), and none of those servers installs for a CPU. Three pieces stand in:
-  - `HFCPUServer`: a Ray actor holding an HF causal LM; `generate` samples one request token by token and returns
-    verl's `TokenOutput` with the sampled tokens' log-probs;
+  - `HFCPUServer`: a Ray actor holding an HF causal LM; `generate` queues each request, and the requests that arrive
+    together are sampled in one batched call per set of sampling parameters (left padding, a KV cache), each
+    answered with verl's `TokenOutput` and the sampled tokens' log-probs;
   - `HFCPUReplica`: verl's `RolloutReplica` for it (one server per replica, named so the adapter can find it);
   - `HFCPUServerAdapter`: verl's `BaseRollout` in each actor worker; verl's in-process ("naive") weight sync hands
     it the actor's weights after every update and it forwards them to its replica's server.
@@ -12,6 +13,9 @@ workers/rollout/replica.py ~388), and none of those servers installs for a CPU. 
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import ray
@@ -29,17 +33,31 @@ def _get(section: Any, key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
+# How long the first queued request waits for the others verl's agent loop sends with it (they arrive one Ray call
+# at a time); requests arriving while a batch samples form the next batch.
+BATCH_WINDOW_S = 0.005
+
+
 def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
-    """Mask (V,) logits outside the top-k tokens and outside the smallest set holding top_p of the mass."""
+    """Mask (..., V) logits outside the top-k tokens and outside the smallest set holding top_p of the mass."""
     if 0 < top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k).values[-1]
+        kth = torch.topk(logits, top_k).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if 0.0 < top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True)
-        cum = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
-        drop = cum - torch.softmax(sorted_logits, dim=-1) >= top_p  # keep the token that crosses top_p
-        logits = logits.masked_fill(drop.scatter(0, order, drop), float("-inf"))
+        probs = torch.softmax(sorted_logits, dim=-1)
+        drop = probs.cumsum(-1) - probs >= top_p  # keep the token that crosses top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
     return logits
+
+
+def sampling_key(params: dict[str, Any]) -> tuple[float, int, float]:
+    """(temperature, top_k, top_p) as sampled: requests with equal keys share a batched call."""
+    return (
+        float(params.get("temperature", 1.0) or 0.0),
+        int(params.get("top_k", -1) or -1),
+        float(params.get("top_p", 1.0) or 1.0),
+    )
 
 
 class HFCPUServer:
@@ -48,8 +66,6 @@ class HFCPUServer:
     def __init__(self, config: Any, model_config: Any, replica_rank: int) -> None:
         from transformers import AutoModelForCausalLM
         from verl.utils.fs import copy_to_local
-
-        from verl_maxpo.cpu import trace
 
         self.config = config
         path = copy_to_local(_get(model_config, "path"))
@@ -62,41 +78,90 @@ class HFCPUServer:
         eos = self.model.generation_config.eos_token_id
         eos = eos if eos is not None else self.model.config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        pad = self.model.config.pad_token_id
+        self.pad_id = int(pad if isinstance(pad, int) else 0)  # any valid id: padded positions are masked out
         self.generator = torch.Generator().manual_seed(int(_get(config, "seed", 0)) + replica_rank)
         self.global_steps: int | None = None
         self.syncs = 0
-        self.initial = (
-            {k: v.detach().clone() for k, v in self.model.state_dict().items()} if trace.trace_dir() else None
-        )
+        self._queue: list[tuple[list[int], int, tuple[float, int, float], asyncio.Future]] = []
+        self._batcher: asyncio.Task | None = None
+        # One thread runs the model (sampling and weight loads, in arrival order) so the actor's event loop keeps
+        # taking requests meanwhile.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf_cpu")
 
     def _max_tokens(self, prompt_len: int, sampling_params: dict[str, Any]) -> int:
         cfg = self.config
-        room = int(cfg.prompt_length) + int(cfg.response_length) - prompt_len
+        room = int(_get(cfg, "prompt_length")) + int(_get(cfg, "response_length")) - prompt_len
         asked = sampling_params.pop("max_tokens", sampling_params.pop("max_new_tokens", None))
-        limit = min(int(cfg.response_length), room) if asked is None else int(asked)
+        limit = min(int(_get(cfg, "response_length")), room) if asked is None else int(asked)
         return max(1, min(limit, room))
 
     @torch.no_grad()
-    def _sample(self, prompt_ids: list[int], max_tokens: int, params: dict[str, Any]) -> tuple[list[int], list[float]]:
-        temperature = float(params.get("temperature", 1.0) or 0.0)
-        top_k, top_p = int(params.get("top_k", -1) or -1), float(params.get("top_p", 1.0) or 1.0)
-        ids = torch.tensor([prompt_ids], dtype=torch.long)
-        past, tokens, logps = None, [], []
-        for _ in range(max_tokens):
-            out = self.model(input_ids=ids if past is None else ids[:, -1:], past_key_values=past, use_cache=True)
-            past = out.past_key_values
-            logits = out.logits[0, -1].float()
+    def sample_batch(
+        self, prompts: list[list[int]], max_tokens: list[int], key: tuple[float, int, float]
+    ) -> list[tuple[list[int], list[float]]]:
+        """Sample every prompt in one batch: left padding, per-row EOS and token budget; (tokens, log-probs) per row.
+
+        The log-prob of a token is under the distribution it was drawn from (temperature, top-k, top-p applied; the
+        raw model distribution when greedy)."""
+        temperature, top_k, top_p = key
+        rows, width = len(prompts), max(len(p) for p in prompts)
+        ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((rows, width), dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            ids[i, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            mask[i, width - len(prompt) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # each row counts from its first real token
+        budget = torch.tensor(max_tokens)
+        eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long)
+        done = torch.zeros(rows, dtype=torch.bool)
+        tokens = torch.zeros((rows, int(budget.max())), dtype=torch.long)
+        logps = torch.zeros((rows, int(budget.max())))
+        lengths = torch.zeros(rows, dtype=torch.long)
+        past, step_ids, step_pos = None, ids, positions
+        for step in range(int(budget.max())):
+            out = self.model(
+                input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=past, use_cache=True
+            )
+            past, logits = out.past_key_values, out.logits[:, -1].float()
             if temperature > 0:
                 logits = filter_logits(logits / temperature, top_k, top_p)
-                token = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=self.generator))
+                token = torch.multinomial(torch.softmax(logits, -1), 1, generator=self.generator).squeeze(1)
             else:
-                token = int(logits.argmax())
-            tokens.append(token)
-            logps.append(float(torch.log_softmax(logits, -1)[token]))
-            if token in self.eos_ids:
+                token = logits.argmax(-1)
+            logp = torch.log_softmax(logits, -1).gather(1, token[:, None]).squeeze(1)
+            live = ~done
+            tokens[live, step], logps[live, step] = token[live], logp[live]
+            lengths += live.long()
+            done |= torch.isin(token, eos) | (lengths >= budget)
+            if bool(done.all()):
                 break
-            ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
-        return tokens, logps
+            step_ids = torch.where(done, self.pad_id, token)[:, None]  # finished rows: filler, never returned
+            step_pos = step_pos[:, -1:] + 1
+            mask = torch.cat([mask, torch.ones((rows, 1), dtype=torch.long)], dim=1)
+        return [(tokens[i, :n].tolist(), logps[i, :n].tolist()) for i, n in enumerate(lengths.tolist())]
+
+    async def _run_batches(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            await asyncio.sleep(BATCH_WINDOW_S)
+            batch, self._queue = self._queue, []
+            batch.sort(key=lambda request: request[2])
+            for key, group in itertools.groupby(batch, key=lambda request: request[2]):
+                requests = list(group)
+                try:
+                    results = await loop.run_in_executor(
+                        self._executor, self.sample_batch, [r[0] for r in requests], [r[1] for r in requests], key
+                    )
+                except Exception as err:  # every waiting request learns why, instead of hanging
+                    results = [err] * len(requests)
+                for (*_, future), result in zip(requests, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
 
     async def generate(
         self,
@@ -111,7 +176,11 @@ class HFCPUServer:
             raise NotImplementedError("the hf_cpu rollout serves text-only prompts")
         params = dict(sampling_params)
         max_tokens = self._max_tokens(len(prompt_ids), params)
-        tokens, logps = self._sample(list(prompt_ids), max_tokens, params)
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((list(prompt_ids), max_tokens, sampling_key(params), future))
+        if self._batcher is None or self._batcher.done():
+            self._batcher = asyncio.get_running_loop().create_task(self._run_batches())
+        tokens, logps = await future
         return TokenOutput(
             token_ids=tokens,
             log_probs=logps if params.get("logprobs") else None,
@@ -119,20 +188,18 @@ class HFCPUServer:
             extra_fields={"global_steps": self.global_steps},
         )
 
-    def update_weights(self, state: dict[str, torch.Tensor], global_steps: int | None = None) -> int:
+    def load_weights(self, state: dict[str, torch.Tensor], global_steps: int | None = None) -> int:
         """Load the actor's weights (HF names); returns how many tensors were loaded."""
-        from verl_maxpo.cpu import trace
-
         result = self.model.load_state_dict(state, strict=False)
         if result.unexpected_keys:
             raise KeyError(f"hf_cpu rollout: weights the model does not have: {result.unexpected_keys[:5]}")
         self.global_steps = global_steps
         self.syncs += 1
-        if self.initial is not None:
-            now = self.model.state_dict()
-            change = max(float((now[k] - v).abs().max()) for k, v in self.initial.items())
-            trace.append("weights.jsonl", {"sync": self.syncs, "global_steps": global_steps, "max_abs_change": change})
         return len(state)
+
+    async def update_weights(self, state: dict[str, torch.Tensor], global_steps: int | None = None) -> int:
+        """`load_weights` on the model thread, so it never overlaps a batch being sampled."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.load_weights, state, global_steps)
 
     # verl's replicas and checkpoint manager drive these around weight syncs; nothing to free or pause on a CPU.
     async def wake_up(self) -> None:
