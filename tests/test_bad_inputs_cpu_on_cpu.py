@@ -8,6 +8,7 @@ folder of someone else's files, `{assets}` a folder of tiny assets built with th
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,8 @@ PREFLIGHT_CASES = [
     ("assets-missing", ["--assets", "{new}"], "refused", ["tiny-assets --out"]),
     ("assets-foreign", ["--assets", "{foreign}"], "refused", ["holds no tiny assets"]),
     ("assets-ok", ["--assets", "{assets}"], "ok", ["ok"]),
+    ("assets-empty-config", ["--assets", "{damaged_config}"], "refused", ["damaged tiny assets", "--force"]),
+    ("assets-garbage-parquet", ["--assets", "{damaged_parquet}"], "refused", ["damaged tiny assets", "--force"]),
 ]
 
 
@@ -59,6 +62,10 @@ def fill(argv: list[str], tmp_path: Path, assets: Path) -> list[str]:
     (tmp_path / "foreign").mkdir(exist_ok=True)
     (tmp_path / "foreign" / "notes.txt").write_text("someone else's\n")
     where = {"file": tmp_path / "file.txt", "foreign": tmp_path / "foreign", "new": tmp_path / "new", "assets": assets}
+    if any("{damaged" in a for a in argv):  # copies of the good assets with one file spoiled
+        for name, spoil in (("damaged_config", "model/config.json"), ("damaged_parquet", "data/train.parquet")):
+            where[name] = shutil.copytree(assets, tmp_path / name)
+            (where[name] / spoil).write_bytes(b"{}" if spoil.endswith(".json") else b"not a parquet file")
     return [a.format(**where) for a in argv]
 
 

@@ -57,10 +57,16 @@ def problems(args: argparse.Namespace) -> list[str]:
     if message:
         found.append(message)
     if args.assets is not None:
-        from verl_maxpo.tiny_assets import existing_manifest
+        from verl_maxpo.tiny_assets import existing_manifest, validate_assets
 
-        if existing_manifest(Path(args.assets).expanduser()) is None:
+        assets = Path(args.assets).expanduser()
+        if existing_manifest(assets) is None:
             found.append(f"{args.assets} holds no tiny assets: run `verl-maxpo tiny-assets --out {args.assets}`")
+        elif (damage := validate_assets(assets)) is not None:
+            found.append(
+                f"{args.assets} holds damaged tiny assets ({damage}): "
+                f"run `verl-maxpo tiny-assets --out {args.assets} --force`"
+            )
     return found
 
 
