@@ -141,3 +141,121 @@ def test_command_writes_every_cell_and_replaces_its_own_outputs(run_cli, tmp_pat
     ]
     assert "| 8 | 4 |" in (out / "summary.md").read_text()
     assert [f.name for f in tmp_path.iterdir()] == ["map"]  # no temporary folder left behind
+
+
+# ------------------------------------------------------------------------------------------------ other objectives
+
+
+def l_statistic(objective: str, k: int) -> np.ndarray:
+    """Weights w_j (ascending ranks of K draws) of an objective: top-2 mean, or sum_{j<=K} max@j / j."""
+    if objective == "top_m":
+        return np.where(np.arange(k) >= k - 2, 0.5, 0.0)
+    return np.array(
+        [sum(math.comb(lv - 1, j - 1) / math.comb(k, j) / j for j in range(1, k + 1)) for lv in range(1, k + 1)]
+    )
+
+
+def brute_advantages(arm: str, r: np.ndarray, k: int) -> np.ndarray:
+    """The definitions by subset enumeration: A_i = q_i - v_-i for maxpo's objectives, (r - mean) / (mean + 1e-6)."""
+    n = len(r)
+    if arm == "maxrl":
+        mean = r.mean()
+        return (r - mean) / (mean + 1e-6)
+    w = l_statistic({"maxpo_top2": "top_m", "maxpo_ml": "ml"}[arm], k)
+    f = lambda s: float(np.sort(s) @ w)  # noqa: E731
+    out = np.empty(n)
+    for i in range(n):
+        others = np.delete(r, i)
+        q = np.mean([f(np.array([r[i], *others[list(s)]])) for s in itertools.combinations(range(n - 1), k - 1)])
+        v = np.mean([f(others[list(s)]) for s in itertools.combinations(range(n - 1), k)])
+        out[i] = q - v
+    return out
+
+
+def level_pmf(law: str, p: float) -> np.ndarray:
+    t = variance.LAWS[law]
+    return np.array([math.comb(t, j) * p**j * (1 - p) ** (t - j) for j in range(t + 1)])
+
+
+NEW_ROWS = [
+    ("maxpo_top2", "binary", 0.3, 5, 3, 2.0),
+    ("maxpo_top2", "partial4", 0.4, 4, 3, 0.5),
+    ("maxpo_ml", "binary", 0.1, 6, 4, 1.0),
+    ("maxpo_ml", "partial4", 0.6, 4, 2, 4.0),
+    ("maxrl", "binary", 0.2, 5, 2, 2.0),
+    ("maxrl", "partial4", 0.3, 4, 3, 1.0),
+]
+
+
+@pytest.mark.parametrize(("arm", "law", "p", "n", "k", "ratio"), NEW_ROWS)
+def test_new_rows_equal_enumeration_of_every_n_tuple(
+    arm: str, law: str, p: float, n: int, k: int, ratio: float
+) -> None:
+    """Every n-tuple of reward levels, advantages from the subset definitions: E g and trace Cov g of the model."""
+    t, noise = variance.LAWS[law], variance.DEFAULT_NOISE
+    pmf = level_pmf(law, p)
+    sigma2 = noise * ratio ** (2 * (1 - np.arange(t + 1) / t))
+    factor = (1 if arm == "maxrl" else k) / n
+    mean = second = 0.0
+    for levels in itertools.product(range(t + 1), repeat=n):
+        lv = np.array(levels)
+        a = brute_advantages(arm, lv / t, k)
+        prob = float(np.prod(pmf[lv]))
+        cond = factor * float(a @ (lv - t * p))
+        mean += prob * cond
+        second += prob * (cond**2 + factor**2 * float(a**2 @ sigma2[lv]))
+    exact_mean, exact_trace = variance.exact_moments(arm, law, p, n, k, ratio)
+    assert exact_mean == pytest.approx(mean, rel=1e-10)
+    assert exact_trace == pytest.approx(second - mean**2, rel=1e-10)
+
+
+@pytest.mark.parametrize("law", list(variance.LAWS))
+@pytest.mark.parametrize(
+    ("arm", "p", "n", "k"), [("maxpo_top2", 0.2, 6, 3), ("maxpo_ml", 0.05, 8, 4), ("maxpo_ml", 0.5, 5, 2)]
+)
+def test_other_objectives_are_unbiased_for_their_own_gradient(arm: str, law: str, p: float, n: int, k: int) -> None:
+    """E g = d/d theta_0 of E[f(K draws)], f the arm's L-statistic, by a central difference over every K-tuple."""
+    t = variance.LAWS[law]
+    w = l_statistic({"maxpo_top2": "top_m", "maxpo_ml": "ml"}[arm], k)
+    tuples = np.array(list(itertools.product(range(t + 1), repeat=k)))
+    values = np.sort(tuples / t, axis=1) @ w
+
+    def objective(q: float) -> float:
+        return float((level_pmf(law, q)[tuples].prod(1) * values).sum())
+
+    logit, h = math.log(p / (1 - p)), 1e-5
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    want = (objective(sig(logit + h)) - objective(sig(logit - h))) / (2 * h)
+    mean, _ = variance.exact_moments(arm, law, p, n, k, 1.0)
+    assert mean == pytest.approx(want, rel=1e-7)
+    assert abs(mean - grad_max_at_k(law, p, k)) > 1e-3 * abs(want)  # a different gradient from max@K's
+
+
+@pytest.mark.parametrize(("p", "n"), [(0.05, 8), (0.3, 4), (0.7, 16)])
+def test_maxrl_follows_the_truncated_log_likelihood_of_order_n_minus_1(p: float, n: int) -> None:
+    """Pass/fail: E[(1/n) sum (r - mean)/mean s] = (1 - p) - (1 - p)^n = d/d theta_0 of -sum_{j<n} (1-p)^j / j,
+    up to the 1e-6 in the denominator; it depends on n, not K, and is not d J_K / d theta_0."""
+    want = (1 - p) - (1 - p) ** n
+    for k in (2, 3):
+        mean, _ = variance.exact_moments("maxrl", "binary", p, n, k, 1.0)
+        assert mean == pytest.approx(want, rel=1e-5)
+    assert abs(want - grad_max_at_k("binary", p, 2)) > 1e-3
+
+
+@pytest.mark.parametrize("law", list(variance.LAWS))
+@pytest.mark.parametrize(("p", "k"), [(0.05, 2), (0.5, 4), (0.9, 8)])
+def test_max_at_k_gradient_closed_form(law: str, p: float, k: int) -> None:
+    got = variance.max_at_k_gradient(law, p, k)
+    assert got == pytest.approx(grad_max_at_k(law, p, k), rel=1e-6, abs=1e-10)  # the difference quotient's error
+    if law == "binary":  # pass@K: d/d theta (1 - (1-p)^K) = K (1-p)^(K-1) p (1-p)
+        assert got == pytest.approx(k * (1 - p) ** (k - 1) * p * (1 - p), rel=1e-12)
+
+
+def test_help_shows_every_default(run_cli) -> None:
+    outcome = run_cli("variance", "--help")
+    text = " ".join(outcome.out.split())  # argparse wraps lines
+    assert outcome.code == 0
+    for default in ("0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9", "4, 8, 16, 32", "2, 4, 8"):
+        assert f"(default: {default})" in text, default
+    assert "(default: 0.5, 1, 2, 4)" in text and "(default: binary, partial4)" in text and "(default: 100)" in text
+    assert f"(default: {', '.join(variance.map_rows())})" in text

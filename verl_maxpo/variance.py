@@ -511,7 +511,8 @@ def write_outputs(folder: Path, cells: list[Cell], command: str, seconds: float,
 
 
 def _joined(values: Sequence[object]) -> str:
-    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+    """A default list as the help shows it (and as the list options parse it)."""
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
 
 
 def _build_parser() -> argparse.ArgumentParser:
