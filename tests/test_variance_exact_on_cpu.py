@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,11 +121,25 @@ def test_count_vectors() -> None:
     assert len(rows) == math.comb(7, 2) and (rows.sum(1) == 5).all() and len({tuple(r) for r in rows}) == len(rows)
 
 
+TINY = ["--p", "0.1,0.5", "--n", "4", "8", "--k", "2,4", "--ratio", "1", "2", "--laws", "binary"]
+BASE = ["--estimators", "maxpo,pkpo,pkpo_loo"]
+BASE_FILES = [
+    ".verl_maxpo_outputs.json",
+    "heatmap_binary_maxpo_over_pkpo.png",
+    "heatmap_binary_maxpo_over_pkpo_loo.png",
+    "summary.md",
+    "variance.json",
+]
+
+
+def snapshot(folder) -> list[tuple[str, bytes]]:
+    return sorted((p.relative_to(folder).as_posix(), p.read_bytes() if p.is_file() else b"") for p in folder.rglob("*"))
+
+
 def test_command_writes_every_cell_and_replaces_its_own_outputs(run_cli, tmp_path) -> None:
     out = tmp_path / "map"
-    args = ["variance", "--out", out, "--p", "0.1,0.5", "--n", "4", "8", "--k", "2,4", "--ratio", "1", "2"]
     for _ in range(2):  # the second run replaces the first
-        outcome = run_cli(*args, "--laws", "binary")
+        outcome = run_cli("variance", "--out", out, *TINY, *BASE)
         assert outcome.code == 0, outcome.text
     payload = json.loads((out / "variance.json").read_text())
     keys = {(c["p"], c["n"], c["k"], c["ratio"]) for c in payload["cells"]}
@@ -133,14 +148,68 @@ def test_command_writes_every_cell_and_replaces_its_own_outputs(run_cli, tmp_pat
     cell = next(c for c in payload["cells"] if (c["p"], c["n"], c["k"], c["ratio"]) == (0.5, 8, 4, 1.0))
     mean, trace = variance.exact_moments("pkpo_loo", "binary", 0.5, 8, 4, 1.0)
     assert cell["rel_var"]["pkpo_loo"] == pytest.approx(trace / mean**2, rel=1e-8)  # stored to 9 digits
-    assert sorted(f.name for f in out.iterdir()) == [
-        "heatmap_binary_maxpo_over_pkpo.png",
-        "heatmap_binary_maxpo_over_pkpo_loo.png",
-        "summary.md",
-        "variance.json",
-    ]
+    assert cell["max_at_k_grad"] == pytest.approx(grad_max_at_k("binary", 0.5, 4), rel=1e-6)
+    assert payload["rows"]["pkpo"] == {"estimator": "pkpo", "options": {}, "unbiased_for": "max@K"}
+    assert sorted(f.name for f in out.iterdir()) == BASE_FILES
     assert "| 8 | 4 |" in (out / "summary.md").read_text()
-    assert [f.name for f in tmp_path.iterdir()] == ["map"]  # no temporary folder left behind
+    assert [f.name for f in tmp_path.iterdir()] == ["map"]  # no stage folder left behind
+
+
+def test_force_writes_beside_a_users_files_and_never_touches_them(run_cli, tmp_path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    refused = run_cli("variance", "--out", out, *TINY, *BASE)
+    assert refused.code == 2 and "--force" in refused.err and "Traceback" not in refused.text
+    assert snapshot(out) == [("notes.txt", b"keep me")]
+    for _ in range(2):  # the second run replaces only what the first wrote
+        assert run_cli("variance", "--out", out, *TINY, *BASE, "--force").code == 0
+    assert sorted(f.name for f in out.iterdir()) == sorted([*BASE_FILES, "notes.txt"])
+    assert (out / "notes.txt").read_text() == "keep me"
+    # a user's file of a map's name is never overwritten, with or without --force
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "summary.md").write_text("my summary")
+    outcome = run_cli("variance", "--out", other, *TINY, *BASE, "--force")
+    assert outcome.code != 0 and "summary.md" in outcome.err and "Traceback" not in outcome.text
+    assert snapshot(other) == [("summary.md", b"my summary")]
+
+
+def test_a_map_written_before_manifests_is_replaced(run_cli, tmp_path) -> None:
+    out = tmp_path / "old"
+    assert run_cli("variance", "--out", out, *TINY, *BASE).code == 0
+    (out / ".verl_maxpo_outputs.json").unlink()
+    (out / "heatmap_binary_gone_over_pkpo.png").write_bytes(b"png")  # a heatmap the old map had, now dropped
+    assert run_cli("variance", "--out", out, *TINY, *BASE).code == 0
+    assert sorted(f.name for f in out.iterdir()) == BASE_FILES
+
+
+@pytest.mark.parametrize("case", ["under-a-file", "unwritable"])
+def test_unusable_out_is_refused_without_a_traceback(run_cli, tmp_path, case: str) -> None:
+    (tmp_path / "file").write_text("keep me")
+    target = tmp_path / "file" / "map" if case == "under-a-file" else "/proc/verl_maxpo_map"  # root can't write /proc
+    outcome = run_cli("variance", "--out", target, *TINY, *BASE)
+    assert outcome.code != 0 and "--out" in outcome.err and str(target) in outcome.err, outcome.text
+    assert "Traceback" not in outcome.text
+    assert snapshot(tmp_path) == [("file", b"keep me")]
+
+
+def test_ctrl_c_while_writing_heatmaps_leaves_out_as_it_was(run_cli, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "map"
+    assert run_cli("variance", "--out", out, *TINY, *BASE).code == 0
+    before = snapshot(tmp_path)
+    calls = []
+
+    def interrupted(*args, **kwargs) -> None:
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        Path(args[0]).write_bytes(b"partial")
+
+    monkeypatch.setattr(variance, "write_heatmap", interrupted)
+    outcome = run_cli("variance", "--out", out, *TINY, *BASE)
+    assert outcome.code == 130 and "interrupted" in outcome.err and "Traceback" not in outcome.text
+    assert len(calls) == 2 and snapshot(tmp_path) == before  # no stage, no half-written file, the old map intact
 
 
 # ------------------------------------------------------------------------------------------------ other objectives

@@ -26,9 +26,7 @@ import itertools
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -39,9 +37,11 @@ import torch
 
 from verl_maxpo.cli_args import flat_ints, flat_names, flat_parsed, float_in
 from verl_maxpo.estimator_table import ARMS, ESTIMATORS, ArmSpec
+from verl_maxpo.outputs import OutputError, check_out, publish
 
 __all__ = ["LAWS", "Cell", "compute_map", "exact_moments", "main", "map_rows", "monte_carlo_moments"]
 
+COMMAND = "variance"  # the name in the output folder's manifest
 LAWS = {"binary": 1, "partial4": 4}  # name -> T (reward = passed / T, each of T checks passes with prob. p)
 # Map-only comparison rows beside the A/B arms of the table: rloo is maxpo at K = 1 (the mean@1 baseline), maxpo_std
 # the norm_by_std ablation. An arm of the same name in the table wins.
@@ -525,6 +525,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (new, empty, or an earlier map)")
     p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty folder that holds no map (its files are never removed or overwritten)",
+    )
+    p.add_argument(
         "--p", nargs="+", default=[_joined(DEFAULT_P)], help=f"success rates in (0, 1) (default: {_joined(DEFAULT_P)})"
     )
     p.add_argument(
@@ -580,27 +585,32 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     rows = [_row(name) for name in args.estimators]
     if not any(n >= min_group_size(rows, k) for k in args.k for n in args.n):
         parser.error("no cell has K < n: maxpo and pkpo_loo need n >= K+1")
-    _check_out(parser, args.out)
+    _check_out(parser, args)
     return args
 
 
-def _check_out(parser: argparse.ArgumentParser, out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        parser.error(f"--out {out}: exists and is not a folder")
-    if out.is_dir():
-        foreign = [
-            f.name
-            for f in out.iterdir()
-            if f.name not in ("variance.json", "summary.md") and not f.name.startswith("heatmap_")
-        ]
-        if foreign:
-            parser.error(
-                f"--out {out}: holds files this command did not write ({', '.join(sorted(foreign)[:3])}); "
-                "choose a new or empty folder"
-            )
-    parent = out.resolve().parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        parser.error(f"--out {out}: cannot create it in {parent} (missing or not writable)")
+def _legacy_files(target: Path) -> list[str] | None:
+    """The files of a map written before manifests existed (docs/variance): variance.json of this command, its
+    summary.md and heatmap_*.png; None for any other folder."""
+    try:
+        command = json.loads((target / "variance.json").read_text()).get("command", "")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not str(command).startswith("verl-maxpo variance"):
+        return None
+    names = ["variance.json", *(n for n in ("summary.md",) if (target / n).is_file())]
+    return names + sorted(f.name for f in target.glob("heatmap_*.png") if f.is_file())
+
+
+def _check_out(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    # A missing parent is refused (a mistyped path should not create folders), then the shared folder policy.
+    parent = Path(os.path.abspath(args.out)).parent
+    if not parent.exists():
+        parser.error(f"--out {args.out}: cannot create it in {parent} (missing)")
+    try:
+        check_out(args.out, COMMAND, args.force, legacy=_legacy_files)
+    except OutputError as err:
+        parser.error(str(err))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -615,26 +625,19 @@ def main(argv: list[str] | None = None) -> int:
     shown += ["--laws", ",".join(args.laws), "--noise", f"{args.noise:g}"]
     if args.estimators != list(map_rows()):
         shown += ["--estimators", ",".join(args.estimators)]
-    out = args.out
-    # Write everything into a fresh folder beside --out, then swap: an interrupted run leaves --out as it was.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.resolve().parent))
     try:
-        write_outputs(tmp, cells, " ".join(shown), seconds, args)
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the map is an ordinary folder
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.resolve().parent))
-            out.rename(old / "previous")
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except OSError as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        print(f"verl-maxpo variance: could not write {out}: {err}", file=sys.stderr)
+        with publish(args.out, COMMAND, args.force, legacy=_legacy_files) as out:
+            names = write_outputs(out.stage, cells, " ".join(shown), seconds, args)
+    except OutputError as err:
+        print(f"verl-maxpo variance: {err}", file=sys.stderr)
         return 1
-    print(f"{len(cells)} cells in {seconds:.1f} s -> {out}/ (variance.json, summary.md, heatmap_*.png)")
+    except OSError as err:  # writing into the stage failed (disk full, ...): the stage is gone, --out as it was
+        print(f"verl-maxpo variance: could not write {args.out}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"verl-maxpo variance: interrupted; {args.out} is as it was", file=sys.stderr)
+        return 130
+    print(f"{len(cells)} cells in {seconds:.1f} s -> {out.target}/ ({len(names)} files: {', '.join(names[:2])}, ...)")
     return 0
 
 
