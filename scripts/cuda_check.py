@@ -49,6 +49,7 @@ TOLERANCE = 1e-9  # float64 on any device: the estimators sum ~1e-12 relative ev
 SHAPES = ((1024, 16), (256, 64), (64, 256))  # groups x samples for the timing
 EPS = 1e-6  # the estimators' default eps (norm_by_std, maxrl)
 
+KERNELS = ("matrix", "scan")  # the estimators' two code paths (same values), where they let one choose
 Case = tuple[str, dict[str, Any]]  # (estimator, keyword options)
 
 
@@ -127,8 +128,8 @@ def closed_form_binary(estimator: str, options: dict[str, Any], r: np.ndarray, k
 
 
 def cases() -> list[Case]:
-    """Every estimator of the table bare, with each arm's fixed options, and maxpo under every objective
-    (rank_weights "ramp": w_j proportional to j, resolved per k by `resolve`)."""
+    """Every estimator of the table bare, with each arm's fixed options, each kernel, and maxpo under every
+    objective (rank_weights "ramp": w_j proportional to j, resolved per k by `resolve`)."""
     objectives = [
         {"objective": "max"},
         {"objective": "top_m", "m": 2},
@@ -138,6 +139,7 @@ def cases() -> list[Case]:
     found = [(name, {}) for name in ESTIMATORS]
     found += [(arm.estimator, dict(arm.options)) for arm in ARMS.values() if arm.estimator in ESTIMATORS]
     found += [(name, {"norm_by_std": True}) for name, spec in ESTIMATORS.items() if "norm_by_std" in spec.options]
+    found += [(n, {"kernel": kern}) for n, spec in ESTIMATORS.items() if "kernel" in spec.options for kern in KERNELS]
     found += [(name, o) for name, spec in ESTIMATORS.items() if "objective" in spec.options for o in objectives]
     unique: dict[str, Case] = {}
     for name, options in found:
@@ -167,7 +169,8 @@ def resolve(case: Case, k: int) -> Case | str:
 
 
 def call(case: Case, rewards: torch.Tensor, ids: torch.Tensor, k: int) -> torch.Tensor:
-    return ESTIMATORS[case[0]].fn(rewards, ids, k, **case[1])
+    spec = ESTIMATORS[case[0]]
+    return spec.fn(rewards, ids, k, **case[1]) if spec.uses_k else spec.fn(rewards, ids, **case[1])
 
 
 def mixed_batch(sizes: Sequence[int], seed: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:

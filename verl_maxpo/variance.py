@@ -119,20 +119,21 @@ def _advantage_fn(row: ArmSpec) -> Callable[[torch.Tensor, int], torch.Tensor]:
     _check_row(row)
     if row.estimator in VERL_BUILTINS:
         return VERL_BUILTINS[row.estimator]
-    fn, options = ESTIMATORS[row.estimator].fn, dict(row.options)
+    spec, options = ESTIMATORS[row.estimator], dict(row.options)
+    fn, uses_k = spec.fn, spec.uses_k
 
     def run(rows: torch.Tensor, k: int) -> torch.Tensor:
         g, n = rows.shape
         ids = torch.arange(g).repeat_interleave(n)  # contiguous groups: the estimators' no-gather path
-        return fn(rows.reshape(-1), ids, k, **options).view(g, n)
+        return (fn(rows.reshape(-1), ids, k, **options) if uses_k else fn(rows.reshape(-1), ids, **options)).view(g, n)
 
     return run
 
 
 def gradient_factor(row: ArmSpec, n: int, k: int) -> float:
     """The c in g = c sum_i A_i s_i: K/n for the estimators that take K (their unbiased K-sample scale), 1/n for
-    the others (grpo, rloo: the mean reward's scale)."""
-    takes_k = row.estimator in ESTIMATORS and "k" in ESTIMATORS[row.estimator].options
+    the others (grpo, rloo: the mean reward's scale; maxrl: the mean over the group, as published)."""
+    takes_k = row.estimator in ESTIMATORS and ESTIMATORS[row.estimator].uses_k
     return (k if takes_k else 1) / n
 
 
