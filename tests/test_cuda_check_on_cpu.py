@@ -53,6 +53,11 @@ def test_every_estimator_is_exact_against_its_reference(report: dict) -> None:
     assert report["ok"] is True and report["device"] == "cpu"
     assert report["package"] == str(REPO / "verl_maxpo")  # this checkout, found without PYTHONPATH
     done = [r for r in report["exactness"] if r["status"] != "skipped"]
+    # a case is skipped only where k is too small for it, never for an option the estimators lack
+    skipped = {r["reason"] for r in report["exactness"] if r["status"] == "skipped"}
+    assert skipped <= {"m > k"} | {f"needs k >= {spec.min_k}" for spec in ESTIMATORS.values()}, skipped
+    objectives = {r["case"] for r in done if "objective=" in r["case"]}
+    assert {c.split("objective=")[1].split()[0] for c in objectives} == {"max", "top_m", "ml", "weights"}
     assert all(r["status"] == "ok" for r in done), [r for r in done if r["status"] != "ok"]
     assert all(r["max_error"] < 1e-9 for r in done)
     # every estimator of the table is checked on both batches, and against brute force on the small one

@@ -306,16 +306,9 @@ def comparisons(names: Sequence[str]) -> list[tuple[str, str]]:
     over pkpo. grpo, rloo and the std-scaled rows appear in the reference table only."""
     rows = [_row(n) for n in names]
     ours = [r for r in rows if r.estimator in ESTIMATORS and not r.options.get("norm_by_std")]
-    pairs = []
-    for row in ours:
-        if row.name in ("maxpo", "pkpo") and unbiased_for(row) == MAX_AT_K:
-            continue
-        if unbiased_for(row) == MAX_AT_K:
-            pairs.append(("maxpo", row.name))
-        else:
-            pairs += [(row.name, "maxpo"), (row.name, "pkpo")]
-    if "pkpo" in names:
-        pairs.insert(0, ("maxpo", "pkpo"))
+    same = [("maxpo", r.name) for r in ours if r.name != "maxpo" and unbiased_for(r) == MAX_AT_K]
+    other = [(r.name, base) for r in ours if unbiased_for(r) != MAX_AT_K for base in ("maxpo", "pkpo")]
+    pairs = same + other
     return [(a, b) for a, b in pairs if a in names and b in names]
 
 
