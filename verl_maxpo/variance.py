@@ -9,8 +9,9 @@ with eps independent across samples. The within-level part eps is the completion
 its size is set per level: sigma_l^2 = noise * ratio^(2 (1 - l/T)), so `ratio` is the failure/success ratio of
 score norms (the mechanism the demo measured: failing completions have larger score vectors).
 
-The per-group estimate is g = (k/n) sum_i A_i s_i (k = K for the estimators that take K, 1 for grpo, rloo, maxrl). Given the
-count vector c of the levels in the group the advantages are fixed (tied rewards share one advantage), so
+The per-group estimate is g = (k/n) sum_i A_i s_i (k = K for the estimators that take K, 1 for grpo, rloo and
+maxrl). Given the count vector c of the levels in the group the advantages are fixed (tied rewards share one
+advantage), so
     E[g | c] = (k/n) sum_l S1_l(c) m_l e_0,   Cov(g | c) has trace (k/n)^2 sum_l S2_l(c) sigma_l^2,
 with S1_l = sum of A over the samples at level l and S2_l = sum of A^2. The law of total covariance gives
     trace Cov(g) = E_c[(k/n)^2 sum_l S2_l sigma_l^2] + Var_c(E[g | c] . e_0),
