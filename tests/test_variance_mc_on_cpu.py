@@ -13,6 +13,9 @@ CELLS = [
     ("pkpo_loo", "partial4", 0.1, 8, 2, 1.0),
     ("maxpo", "binary", 0.05, 16, 4, 4.0),
     ("grpo", "partial4", 0.5, 4, 2, 0.5),
+    ("maxpo_top2", "partial4", 0.3, 8, 4, 2.0),
+    ("maxpo_ml", "binary", 0.1, 8, 4, 1.0),
+    ("maxrl", "binary", 0.2, 8, 4, 2.0),
 ]
 
 

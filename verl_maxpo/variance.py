@@ -9,8 +9,9 @@ with eps independent across samples. The within-level part eps is the completion
 its size is set per level: sigma_l^2 = noise * ratio^(2 (1 - l/T)), so `ratio` is the failure/success ratio of
 score norms (the mechanism the demo measured: failing completions have larger score vectors).
 
-The per-group estimate is g = (k/n) sum_i A_i s_i (k = K for the max@K estimators, 1 for grpo/rloo). Given the
-count vector c of the levels in the group the advantages are fixed (tied rewards share one advantage), so
+The per-group estimate is g = (k/n) sum_i A_i s_i (k = K for the estimators that take K, 1 for grpo, rloo and
+maxrl). Given the count vector c of the levels in the group the advantages are fixed (tied rewards share one
+advantage), so
     E[g | c] = (k/n) sum_l S1_l(c) m_l e_0,   Cov(g | c) has trace (k/n)^2 sum_l S2_l(c) sigma_l^2,
 with S1_l = sum of A over the samples at level l and S2_l = sum of A^2. The law of total covariance gives
     trace Cov(g) = E_c[(k/n)^2 sum_l S2_l sigma_l^2] + Var_c(E[g | c] . e_0),
@@ -26,9 +27,7 @@ import itertools
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -38,66 +37,122 @@ import numpy as np
 import torch
 
 from verl_maxpo.cli_args import flat_ints, flat_names, flat_parsed, float_in
-from verl_maxpo.estimators import maxpo_advantages, pkpo_advantages, pkpo_loo_advantages
+from verl_maxpo.estimator_table import ARMS, ESTIMATORS, ArmSpec
+from verl_maxpo.outputs import OutputError, check_out, publish
 
-__all__ = ["LAWS", "Cell", "compute_map", "exact_moments", "main", "monte_carlo_moments"]
+__all__ = ["LAWS", "Cell", "compute_map", "exact_moments", "main", "map_rows", "monte_carlo_moments"]
 
+COMMAND = "variance"  # the name in the output folder's manifest
 LAWS = {"binary": 1, "partial4": 4}  # name -> T (reward = passed / T, each of T checks passes with prob. p)
-ESTIMATORS = ("maxpo", "pkpo", "pkpo_loo", "grpo", "rloo", "maxpo_std")
+# Map-only comparison rows beside the A/B arms of the table: rloo is maxpo at K = 1 (the mean@1 baseline), maxpo_std
+# the norm_by_std ablation. An arm of the same name in the table wins.
+REFERENCE_ROWS = (
+    ArmSpec("rloo", "rloo", {}, "verl's RLOO (mean@1)"),
+    ArmSpec("maxpo_std", "maxpo", {"norm_by_std": True}, "MaxPO, max@K, advantages divided by the group std"),
+)
 DEFAULT_P = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DEFAULT_N = (4, 8, 16, 32)
 DEFAULT_K = (2, 4, 8)
 DEFAULT_RATIO = (0.5, 1.0, 2.0, 4.0)
 DEFAULT_NOISE = 100.0
 GRPO_EPS = 1e-6  # verl's epsilon in (r - mean) / (std + eps)
-OUTPUT_NAMES = ("variance.json", "summary.md")  # plus heatmap_*.png
+MAX_AT_K = "max@K"  # the target the map's main comparisons share
+# How an objective option of maxpo names the gradient it is unbiased for.
+OBJECTIVE_TARGETS = {
+    "max": lambda o: MAX_AT_K,
+    "top_m": lambda o: f"the mean of the best {o.get('m')} of K draws",
+    "ml": lambda o: "the truncated log-likelihood sum_{j<=K} max@j / j",
+    "weights": lambda o: f"the rank-weighted mean of K draws (weights {o.get('rank_weights')})",
+}
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One point of the map: the relative variance of every estimator."""
+    """One point of the map: the relative variance of every row."""
 
     law: str
     p: float
     n: int
     k: int
     ratio: float
-    rel_var: dict[str, float]  # estimator -> trace Cov(g) / |E g|^2
-    mean_grad: dict[str, float]  # estimator -> E g . e_0 (max@K estimators: d J_K / d theta_0)
+    rel_var: dict[str, float]  # row -> trace Cov(g) / |E g|^2
+    mean_grad: dict[str, float]  # row -> E g . e_0 (max@K-unbiased rows: d J_K / d theta_0)
+    max_at_k_grad: float  # d J_K / d theta_0 itself; every E g is parallel to e_0 here, so only scales differ
 
 
-def _advantage_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
-    """Advantages of rows of rewards (G, n) -> (G, n) for one estimator."""
-
-    def ours(fn, **kw):
-        def run(rows: torch.Tensor, k: int) -> torch.Tensor:
-            g, n = rows.shape
-            ids = np.repeat(np.arange(g), n)  # contiguous groups: the estimators' no-gather path
-            return fn(rows.reshape(-1), ids, k, **kw).view(g, n)
-
-        return run
-
-    def rloo(rows: torch.Tensor, k: int) -> torch.Tensor:
-        n = rows.shape[1]
-        return rows - (rows.sum(1, keepdim=True) - rows) / (n - 1)
-
-    def grpo(rows: torch.Tensor, k: int) -> torch.Tensor:  # verl's grpo: unbiased std, eps added to it
-        return (rows - rows.mean(1, keepdim=True)) / (rows.std(1, keepdim=True) + GRPO_EPS)
-
-    table = {
-        "maxpo": ours(maxpo_advantages),
-        "pkpo": ours(pkpo_advantages),
-        "pkpo_loo": ours(pkpo_loo_advantages),
-        "maxpo_std": ours(maxpo_advantages, norm_by_std=True),
-        "grpo": grpo,
-        "rloo": rloo,
-    }
-    return table[name]
+def map_rows() -> dict[str, ArmSpec]:
+    """Every row the map can show: the table's arms, then the map-only reference rows."""
+    return {**ARMS, **{r.name: r for r in REFERENCE_ROWS if r.name not in ARMS}}
 
 
-def gradient_factor(name: str, n: int, k: int) -> float:
-    """The k/n in g = (k/n) sum_i A_i s_i: k = K for the max@K estimators, 1 for grpo and rloo (mean reward)."""
-    return (1 if name in ("grpo", "rloo") else k) / n
+def _rloo(rows: torch.Tensor, k: int) -> torch.Tensor:
+    n = rows.shape[1]
+    return rows - (rows.sum(1, keepdim=True) - rows) / (n - 1)
+
+
+def _grpo(rows: torch.Tensor, k: int) -> torch.Tensor:  # verl's grpo: unbiased std, eps added to it
+    return (rows - rows.mean(1, keepdim=True)) / (rows.std(1, keepdim=True) + GRPO_EPS)
+
+
+# verl's own estimators that arms train with, re-stated on dense (G, n) rows so the map needs no verl import.
+VERL_BUILTINS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {"grpo": _grpo, "rloo": _rloo}
+
+
+def unbiased_for(row: ArmSpec) -> str:
+    """The gradient a row's estimate is unbiased for, in words (an arm's `objective` option picks maxpo's)."""
+    if row.estimator == "rloo":
+        return "mean@1 (the mean reward)"
+    if row.estimator == "grpo" or row.options.get("norm_by_std"):
+        return "no fixed objective (divides by the group std)"
+    spec = ESTIMATORS[row.estimator]
+    if "objective" in spec.options:
+        return OBJECTIVE_TARGETS[row.options.get("objective", "max")](row.options)
+    return spec.unbiased_for
+
+
+def _check_row(row: ArmSpec) -> None:
+    if row.estimator not in ESTIMATORS and row.estimator not in VERL_BUILTINS:
+        raise ValueError(f"variance map: arm {row.name!r} trains with {row.estimator!r}, which the map cannot compute")
+
+
+def _advantage_fn(row: ArmSpec) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """Advantages of rows of rewards (G, n) -> (G, n) for one map row (an arm and its fixed options)."""
+    _check_row(row)
+    if row.estimator in VERL_BUILTINS:
+        return VERL_BUILTINS[row.estimator]
+    spec, options = ESTIMATORS[row.estimator], dict(row.options)
+    fn, uses_k = spec.fn, spec.uses_k
+
+    def run(rows: torch.Tensor, k: int) -> torch.Tensor:
+        g, n = rows.shape
+        ids = torch.arange(g).repeat_interleave(n)  # contiguous groups: the estimators' no-gather path
+        return (fn(rows.reshape(-1), ids, k, **options) if uses_k else fn(rows.reshape(-1), ids, **options)).view(g, n)
+
+    return run
+
+
+def gradient_factor(row: ArmSpec, n: int, k: int) -> float:
+    """The c in g = c sum_i A_i s_i: K/n for the estimators that take K (their unbiased K-sample scale), 1/n for
+    the others (grpo, rloo: the mean reward's scale; maxrl: the mean over the group, as published)."""
+    takes_k = row.estimator in ESTIMATORS and ESTIMATORS[row.estimator].uses_k
+    return (k if takes_k else 1) / n
+
+
+def min_group_size(rows: Sequence[ArmSpec], k: int) -> int:
+    """The smallest n at which every row is defined for this K (verl's grpo/rloo need 2 samples)."""
+    return max([2, *(ESTIMATORS[r.estimator].min_group_size(k) for r in rows if r.estimator in ESTIMATORS)])
+
+
+def max_at_k_gradient(law: str, p: float, k: int) -> float:
+    """d J_K / d theta_0 in closed form, J_K = E[max of K rewards] = sum_l (l/T) (F_l^K - F_{l-1}^K)."""
+    t = LAWS[law]
+    levels = np.arange(t + 1)
+    binom = np.array([math.comb(t, j) for j in levels], dtype=np.float64)
+    pmf = binom * p**levels * (1 - p) ** (t - levels)
+    dpmf = pmf * (levels - t * p)  # d pmf / d theta_0 = pmf * d log pmf / d theta_0
+    cdf, dcdf = np.cumsum(pmf), np.cumsum(dpmf)
+    below, dbelow = np.concatenate([[0.0], cdf[:-1]]), np.concatenate([[0.0], dcdf[:-1]])
+    return float((levels / t * k * (cdf ** (k - 1) * dcdf - below ** (k - 1) * dbelow)).sum())
 
 
 def count_vectors(n: int, levels: int) -> np.ndarray:
@@ -109,14 +164,21 @@ def count_vectors(n: int, levels: int) -> np.ndarray:
     return np.array(rows, dtype=np.int64)
 
 
-def _level_sums(name: str, counts: np.ndarray, t: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _row(name: str) -> ArmSpec:
+    rows = map_rows()
+    if name not in rows:
+        raise ValueError(f"variance map: unknown row {name!r}; choose from {', '.join(rows)}")
+    return rows[name]
+
+
+def _level_sums(row: ArmSpec, counts: np.ndarray, t: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """S1, S2 (G, L): the sum of A and of A^2 over the samples at each level, for every count vector."""
     g, levels = counts.shape
     n = int(counts[0].sum())
     cum = np.cumsum(counts, axis=1)
     level_of = (np.arange(n)[None, :, None] >= cum[:, None, :]).sum(axis=2)  # (G, n) ascending levels
     rows = torch.from_numpy(level_of / t)
-    adv = _advantage_fn(name)(rows, k).numpy()
+    adv = _advantage_fn(row)(rows, k).numpy()
     # rows are sorted by level, so each level is one contiguous run: sums over runs from prefix sums
     ends = cum
     starts = cum - counts
@@ -130,12 +192,12 @@ def _level_sums(name: str, counts: np.ndarray, t: int, k: int) -> tuple[np.ndarr
 def exact_moments(
     name: str, law: str, p: float, n: int, k: int, ratio: float, noise: float = DEFAULT_NOISE
 ) -> tuple[float, float]:
-    """(E g . e_0, trace Cov g) for one estimator and cell, exactly (a finite sum over count vectors)."""
-    t = LAWS[law]
+    """(E g . e_0, trace Cov g) for one map row (an arm name) and cell, exactly (a finite sum over count vectors)."""
+    row, t = _row(name), LAWS[law]
     counts = count_vectors(n, t + 1)
-    s1, s2 = _level_sums(name, counts, t, k)
+    s1, s2 = _level_sums(row, counts, t, k)
     mean, trace = _moments_from_sums(
-        counts, s1, s2, np.array([p]), t, np.array([ratio]), noise, gradient_factor(name, n, k)
+        counts, s1, s2, np.array([p]), t, np.array([ratio]), noise, gradient_factor(row, n, k)
     )
     return float(mean[0, 0]), float(trace[0, 0])
 
@@ -173,23 +235,26 @@ def compute_map(
     ns: Sequence[int] = DEFAULT_N,
     ks: Sequence[int] = DEFAULT_K,
     ratios: Sequence[float] = DEFAULT_RATIO,
-    estimators: Sequence[str] = ESTIMATORS,
+    estimators: Sequence[str] | None = None,
     noise: float = DEFAULT_NOISE,
 ) -> list[Cell]:
-    """Every cell of the grid (pairs with k >= n are skipped: maxpo and pkpo_loo need n >= k+1)."""
+    """Every cell of the grid for the named rows (default: all of `map_rows()`); an (n, K) pair is skipped where
+    some row is undefined (maxpo and pkpo_loo need n >= K+1)."""
+    rows = [_row(name) for name in (list(map_rows()) if estimators is None else estimators)]
     cells = []
     p_arr, r_arr = np.asarray(ps, dtype=np.float64), np.asarray(ratios, dtype=np.float64)
     for law in laws:
         t = LAWS[law]
         for n in ns:
             counts = count_vectors(n, t + 1)
-            for k in (k for k in ks if k < n):
+            for k in (k for k in ks if n >= min_group_size(rows, k)):
                 rel, mean = {}, {}
-                for name in estimators:
-                    s1, s2 = _level_sums(name, counts, t, k)
-                    m, tr = _moments_from_sums(counts, s1, s2, p_arr, t, r_arr, noise, gradient_factor(name, n, k))
-                    rel[name], mean[name] = tr / m**2, m
+                for row in rows:
+                    s1, s2 = _level_sums(row, counts, t, k)
+                    m, tr = _moments_from_sums(counts, s1, s2, p_arr, t, r_arr, noise, gradient_factor(row, n, k))
+                    rel[row.name], mean[row.name] = tr / m**2, m
                 for i, p in enumerate(ps):
+                    target = _sig(max_at_k_gradient(law, float(p), k))
                     for j, ratio in enumerate(ratios):
                         cells.append(
                             Cell(
@@ -198,8 +263,9 @@ def compute_map(
                                 n,
                                 k,
                                 float(ratio),
-                                {e: _sig(rel[e][i, j]) for e in estimators},
-                                {e: _sig(mean[e][i, j]) for e in estimators},
+                                {r.name: _sig(rel[r.name][i, j]) for r in rows},
+                                {r.name: _sig(mean[r.name][i, j]) for r in rows},
+                                target,
                             )
                         )
     return cells
@@ -217,14 +283,14 @@ def monte_carlo_moments(
 
     eps is Gaussian in 3 dimensions with E|eps|^2 = sigma_l^2 (only its first two moments enter the exact values).
     """
-    t = LAWS[law]
+    row, t = _row(name), LAWS[law]
     gen = torch.Generator().manual_seed(seed)
     level = (torch.rand(groups, n, t, generator=gen, dtype=torch.float64) < p).sum(-1).double()  # Binomial(t, p)
     sigma = math.sqrt(noise) * ratio ** (1 - level / t)  # (G, n)
     eps = torch.randn(groups, n, 3, generator=gen, dtype=torch.float64) * (sigma / math.sqrt(3)).unsqueeze(-1)
     score0 = level - t * p
-    adv = _advantage_fn(name)(level / t, k)
-    f = gradient_factor(name, n, k)
+    adv = _advantage_fn(row)(level / t, k)
+    f = gradient_factor(row, n, k)
     g0 = f * (adv * score0).sum(1)
     g_rest = f * (adv.unsqueeze(-1) * eps).sum(1)
     sq = g0**2 + (g_rest**2).sum(1)
@@ -235,8 +301,20 @@ def monte_carlo_moments(
 # ------------------------------------------------------------------------------------------------ outputs
 
 
+def comparisons(names: Sequence[str]) -> list[tuple[str, str]]:
+    """The (numerator, denominator) pairs the heatmaps and summary show, among the selected rows: maxpo over each
+    other max@K-unbiased row of ours (pkpo, pkpo_loo), then each row of ours with another target over maxpo and
+    over pkpo. grpo, rloo and the std-scaled rows appear in the reference table only."""
+    rows = [_row(n) for n in names]
+    ours = [r for r in rows if r.estimator in ESTIMATORS and not r.options.get("norm_by_std")]
+    same = [("maxpo", r.name) for r in ours if r.name != "maxpo" and unbiased_for(r) == MAX_AT_K]
+    other = [(r.name, base) for r in ours if unbiased_for(r) != MAX_AT_K for base in ("maxpo", "pkpo")]
+    pairs = same + other
+    return [(a, b) for a, b in pairs if a in names and b in names]
+
+
 def _ratio_grid(cells: list[Cell], law: str, num: str, den: str, ps, ns, ks, ratios) -> np.ndarray:
-    """(R, K, N, P) array of rel_var[num] / rel_var[den]; NaN where k >= n."""
+    """(R, K, N, P) array of rel_var[num] / rel_var[den]; NaN where the cell is skipped."""
     index = {(c.p, c.n, c.k, c.ratio): c for c in cells if c.law == law}
     grid = np.full((len(ratios), len(ks), len(ns), len(ps)), np.nan)
     for a, ratio in enumerate(ratios):
@@ -249,7 +327,7 @@ def _ratio_grid(cells: list[Cell], law: str, num: str, den: str, ps, ns, ks, rat
     return grid
 
 
-def write_heatmap(path: Path, grid: np.ndarray, title: str, ps, ns, ks, ratios) -> None:
+def write_heatmap(path: Path, grid: np.ndarray, title: str, num: str, ps, ns, ks, ratios) -> None:
     """One panel per (ratio, K): x = p, y = n, colour = log2 of the variance ratio, black line where it is 1."""
     import matplotlib
 
@@ -282,61 +360,108 @@ def write_heatmap(path: Path, grid: np.ndarray, title: str, ps, ns, ks, ratios) 
                 ax.set_ylabel("n", fontsize=7)
             if a == len(ratios) - 1:
                 ax.set_xlabel("success rate p", fontsize=7)
-    fig.suptitle(title + " (red: maxpo noisier; black line: ratio 1.0)", fontsize=9)
+    fig.suptitle(title + f" (red: {num} noisier; black line: ratio 1.0)", fontsize=9)
     fig.colorbar(image, ax=axes, shrink=0.6, label="log2 ratio")
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
+def heatmap_name(law: str, num: str, den: str) -> str:
+    return f"heatmap_{law}_{num}_over_{den}.png"
+
+
 def summary_markdown(cells: list[Cell], args_line: str, seconds: float, ps, ns, ks, ratios, laws) -> str:
-    """Where maxpo's relative variance is below pkpo's / pkpo_loo's, per (law, n, K, ratio)."""
+    """Where each compared row's relative variance is below the other's, per (law, n, K, ratio)."""
+    names = list(cells[0].rel_var)
+    rows = [_row(n) for n in names]
+    pairs = comparisons(names)
     lines = [
         "# Exact gradient-variance map",
         "",
         f"Generated by `{args_line}` in {seconds:.1f} s. Relative variance = trace Cov(g) / |E g|^2 of the",
         "per-group gradient estimate; model and derivation in `verl_maxpo/variance.py` and docs/when-to-use.md.",
-        "Each entry lists the success rates p (of the grid) at which maxpo's relative variance is **lower**",
-        "(ratio < 1); `none` means maxpo is noisier at every p, `all` at none.",
+        "Each table `a / b` lists the success rates p (of the grid) at which a's relative variance is **lower**",
+        "than b's (ratio < 1); `none` means a is noisier at every p, `all` at none.",
         "",
+        "Rows (what each one's estimate is unbiased for; the relative variance is measured against the row's own",
+        "mean gradient):",
+        "",
+        "| row | estimator | options | unbiased for |",
+        "|---|---|---|---|",
     ]
+    for row in rows:
+        options = ", ".join(f"{k}={v}" for k, v in row.options.items()) or "-"
+        lines.append(f"| {row.name} | {row.estimator} | {options} | {unbiased_for(row)} |")
+    lines.append("")
     index = {(c.law, c.p, c.n, c.k, c.ratio): c for c in cells}
     for law in laws:
-        for other in ("pkpo", "pkpo_loo"):
+        for num, den in pairs:
             lines += [
-                f"## {law} rewards: maxpo / {other}",
+                f"## {law} rewards: {num} / {den}",
+                "",
+                f"Heatmap: [{heatmap_name(law, num, den)}]({heatmap_name(law, num, den)})",
                 "",
                 "| n | K | " + " | ".join(f"norm ratio {r:g}" for r in ratios) + " |",
                 "|---|---|" + "---|" * len(ratios),
             ]
             for n in ns:
-                for k in (k for k in ks if k < n):
+                for k in ks:
+                    if (law, float(ps[0]), n, k, float(ratios[0])) not in index:
+                        continue
                     row = []
                     for ratio in ratios:
                         wins = [
                             p
                             for p in ps
-                            if (c := index.get((law, float(p), n, k, float(ratio)))) is not None
-                            and c.rel_var["maxpo"] < c.rel_var[other]
+                            if (c := index[(law, float(p), n, k, float(ratio))]).rel_var[num] < c.rel_var[den]
                         ]
                         row.append("all" if len(wins) == len(ps) else "none" if not wins else _ranges(wins, ps))
                     lines.append(f"| {n} | {k} | " + " | ".join(row) + " |")
             lines.append("")
+    n_ref, k_ref = _reference_cell(cells)
     lines += [
-        "## Reference: relative variance at n = 16, K = 4, norm ratio 1",
+        f"## Reference: relative variance at n = {n_ref}, K = {k_ref}, norm ratio {_ref_ratio(cells):g}",
         "",
-        "| law | p | " + " | ".join(ESTIMATORS) + " |",
-        "|---|---|" + "---:|" * len(ESTIMATORS),
+        "| law | p | " + " | ".join(names) + " |",
+        "|---|---|" + "---:|" * len(names),
     ]
-    for law in laws:
-        for p in ps:
-            c = index.get((law, float(p), 16, 4, 1.0))
-            if c is not None:
+    ref = [c for c in cells if (c.n, c.k, c.ratio) == (n_ref, k_ref, _ref_ratio(cells))]
+    for c in ref:
+        lines.append(f"| {c.law} | {c.p:g} | " + " | ".join(f"{c.rel_var[e]:.3g}" for e in names) + " |")
+    off = [r.name for r in rows if unbiased_for(r) != MAX_AT_K]
+    if off:
+        lines += [
+            "",
+            f"## Reference: E g / (d max@K / d theta_0) at n = {n_ref}, K = {k_ref}",
+            "",
+            "Rows not unbiased for max@K follow another gradient. In this one-prompt model every E g lies along the",
+            "success-logit direction (cosine 1 with the max@K gradient), so the difference is a p-dependent scale:",
+            "it reweights prompts of different success rates against each other. Relative variance ignores scale.",
+            "",
+            "| law | p | " + " | ".join(off) + " |",
+            "|---|---|" + "---:|" * len(off),
+        ]
+        seen = set()
+        for c in ref:
+            if (c.law, c.p) not in seen:
+                seen.add((c.law, c.p))
                 lines.append(
-                    f"| {law} | {p:g} | "
-                    + " | ".join(f"{c.rel_var[e]:.3g}" for e in ESTIMATORS if e in c.rel_var)
+                    f"| {c.law} | {c.p:g} | "
+                    + " | ".join(f"{c.mean_grad[e] / c.max_at_k_grad:.3g}" for e in off)
                     + " |"
                 )
     return "\n".join(lines) + "\n"
+
+
+def _reference_cell(cells: list[Cell]) -> tuple[int, int]:
+    """(n, K) of the reference tables: n = 16, K = 4 when in the grid, else the largest n and its largest K."""
+    pairs = {(c.n, c.k) for c in cells}
+    return (16, 4) if (16, 4) in pairs else max(pairs)
+
+
+def _ref_ratio(cells: list[Cell]) -> float:
+    ratios = sorted({c.ratio for c in cells})
+    return 1.0 if 1.0 in ratios else ratios[0]
 
 
 def _ranges(wins: list[float], ps: Sequence[float]) -> str:
@@ -350,27 +475,85 @@ def _ranges(wins: list[float], ps: Sequence[float]) -> str:
     return ", ".join(runs)
 
 
+def write_outputs(folder: Path, cells: list[Cell], command: str, seconds: float, args: argparse.Namespace) -> list[str]:
+    """variance.json, one heatmap per (law, comparison) and summary.md into `folder`; returns the file names."""
+    payload = {
+        "model": __doc__.split("\n\n")[1],
+        "command": command,
+        "noise": args.noise,
+        "rows": {
+            r.name: {"estimator": r.estimator, "options": dict(r.options), "unbiased_for": unbiased_for(r)}
+            for r in map(_row, args.estimators)
+        },
+        "cells": [asdict(c) for c in cells],
+    }
+    (folder / "variance.json").write_text(json.dumps(payload) + "\n")
+    names = ["variance.json"]
+    for law in args.laws:
+        for num, den in comparisons(args.estimators):
+            grid = _ratio_grid(cells, law, num, den, args.p, args.n, args.k, args.ratio)
+            name = heatmap_name(law, num, den)
+            title = f"{law} rewards: relative gradient variance, {num} / {den}"
+            write_heatmap(folder / name, grid, title, num, args.p, args.n, args.k, args.ratio)
+            names.append(name)
+    (folder / "summary.md").write_text(
+        summary_markdown(cells, command, seconds, args.p, args.n, args.k, args.ratio, args.laws)
+    )
+    return [*names, "summary.md"]
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 
 
+def _joined(values: Sequence[object]) -> str:
+    """A default list as the help shows it (and as the list options parse it)."""
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
 def _build_parser() -> argparse.ArgumentParser:
+    rows = map_rows()
     p = argparse.ArgumentParser(
         prog="verl-maxpo variance",
-        description="Exact relative gradient variance of maxpo, pkpo, pkpo_loo (and grpo, rloo) for one prompt, "
-        "over a grid of success rate p, group size n, K and failure/success score-norm ratio; heatmaps, JSON, "
-        "markdown. Lists take `--n 4 8 16` or `--n 4,8,16`.",
+        description="Exact relative gradient variance of the A/B arms (maxpo, pkpo, pkpo_loo, the other objectives, "
+        "grpo, ...) for one prompt, over a grid of success rate p, group size n, K and failure/success score-norm "
+        "ratio; heatmaps, JSON, markdown. Lists take `--n 4 8 16` or `--n 4,8,16`.",
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (new, empty, or an earlier map)")
-    p.add_argument("--p", nargs="+", default=[str(x) for x in DEFAULT_P], help="success rates in (0, 1)")
-    p.add_argument("--n", nargs="+", default=[str(x) for x in DEFAULT_N], help="group sizes (2..64)")
-    p.add_argument("--k", nargs="+", default=[str(x) for x in DEFAULT_K], help="K values (>= 2; cells need K < n)")
-    p.add_argument("--ratio", nargs="+", default=[str(x) for x in DEFAULT_RATIO], help="failure/success score norms")
-    p.add_argument("--laws", nargs="+", default=list(LAWS), help=f"reward laws: {', '.join(LAWS)}")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty folder that holds no map (its files are never removed or overwritten)",
+    )
+    p.add_argument(
+        "--p", nargs="+", default=[_joined(DEFAULT_P)], help=f"success rates in (0, 1) (default: {_joined(DEFAULT_P)})"
+    )
+    p.add_argument(
+        "--n", nargs="+", default=[_joined(DEFAULT_N)], help=f"group sizes, 2..64 (default: {_joined(DEFAULT_N)})"
+    )
+    p.add_argument(
+        "--k",
+        nargs="+",
+        default=[_joined(DEFAULT_K)],
+        help=f"K values >= 2; a cell needs n large enough for every row, e.g. n >= K+1 (default: {_joined(DEFAULT_K)})",
+    )
+    p.add_argument(
+        "--ratio",
+        nargs="+",
+        default=[_joined(DEFAULT_RATIO)],
+        help=f"failure/success score norms (default: {_joined(DEFAULT_RATIO)})",
+    )
+    p.add_argument("--laws", nargs="+", default=list(LAWS), help=f"reward laws (default: {_joined(list(LAWS))})")
+    p.add_argument(
+        "--estimators",
+        nargs="+",
+        default=list(rows),
+        help=f"map rows: arm names of the estimator table and reference rows (default: {_joined(list(rows))})",
+    )
     p.add_argument(
         "--noise",
         type=float_in(0.0, 1e6),
         default=DEFAULT_NOISE,
-        help=f"within-level score variance of a success, in units of the signal (default {DEFAULT_NOISE:g})",
+        help=f"within-level score variance of a success, in units of the signal (default: {DEFAULT_NOISE:g})",
     )
     return p
 
@@ -384,82 +567,72 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         args.k = flat_ints(args.k, "--k", minimum=2)
         args.ratio = flat_parsed(args.ratio, "--ratio", float_in(0.0, 1e3, low_open=True))
         args.laws = flat_names(args.laws, "--laws", LAWS)
+        args.estimators = flat_names(args.estimators, "--estimators", map_rows())
     except argparse.ArgumentTypeError as err:
         parser.error(str(err))
+    for name in args.estimators:
+        try:
+            _check_row(_row(name))
+        except ValueError as err:
+            parser.error(f"--estimators: {err}")
     if max(args.n) > 64:
         parser.error(f"--n: at most 64 (the partial-credit law enumerates C(n+4, 4) count vectors), got {max(args.n)}")
-    if not any(k < n for k in args.k for n in args.n):
+    rows = [_row(name) for name in args.estimators]
+    if not any(n >= min_group_size(rows, k) for k in args.k for n in args.n):
         parser.error("no cell has K < n: maxpo and pkpo_loo need n >= K+1")
-    _check_out(parser, args.out)
+    _check_out(parser, args)
     return args
 
 
-def _check_out(parser: argparse.ArgumentParser, out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        parser.error(f"--out {out}: exists and is not a folder")
-    if out.is_dir():
-        foreign = [f.name for f in out.iterdir() if f.name not in OUTPUT_NAMES and not f.name.startswith("heatmap_")]
-        if foreign:
-            parser.error(
-                f"--out {out}: holds files this command did not write ({', '.join(sorted(foreign)[:3])}); "
-                "choose a new or empty folder"
-            )
-    parent = out.resolve().parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        parser.error(f"--out {out}: cannot create it in {parent} (missing or not writable)")
+def _legacy_files(target: Path) -> list[str] | None:
+    """The files of a map written before manifests existed (docs/variance): variance.json of this command, its
+    summary.md and heatmap_*.png; None for any other folder."""
+    try:
+        command = json.loads((target / "variance.json").read_text()).get("command", "")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not str(command).startswith("verl-maxpo variance"):
+        return None
+    names = ["variance.json", *(n for n in ("summary.md",) if (target / n).is_file())]
+    return names + sorted(f.name for f in target.glob("heatmap_*.png") if f.is_file())
+
+
+def _check_out(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    # A missing parent is refused (a mistyped path should not create folders), then the shared folder policy.
+    parent = Path(os.path.abspath(args.out)).parent
+    if not parent.exists():
+        parser.error(f"--out {args.out}: cannot create it in {parent} (missing)")
+    try:
+        check_out(args.out, COMMAND, args.force, legacy=_legacy_files)
+    except OutputError as err:
+        parser.error(str(err))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `verl-maxpo variance`."""
     args = _parse(argv)
     start = time.perf_counter()
-    cells = compute_map(args.laws, args.p, args.n, args.k, args.ratio, ESTIMATORS, args.noise)
+    cells = compute_map(args.laws, args.p, args.n, args.k, args.ratio, args.estimators, args.noise)
     seconds = time.perf_counter() - start
     shown = ["verl-maxpo variance", "--out", str(args.out)]
     for flag, values in (("--p", args.p), ("--n", args.n), ("--k", args.k), ("--ratio", args.ratio)):
         shown += [flag, ",".join(f"{v:g}" for v in values)]
     shown += ["--laws", ",".join(args.laws), "--noise", f"{args.noise:g}"]
-    out = args.out
-    # Write everything into a fresh folder beside --out, then swap: an interrupted run leaves --out as it was.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.resolve().parent))
+    if args.estimators != list(map_rows()):
+        shown += ["--estimators", ",".join(args.estimators)]
     try:
-        payload = {
-            "model": __doc__.split("\n\n")[1],
-            "command": " ".join(shown),
-            "noise": args.noise,
-            "cells": [asdict(c) for c in cells],
-        }
-        (tmp / "variance.json").write_text(json.dumps(payload) + "\n")
-        for law in args.laws:
-            for other in ("pkpo", "pkpo_loo"):
-                grid = _ratio_grid(cells, law, "maxpo", other, args.p, args.n, args.k, args.ratio)
-                write_heatmap(
-                    tmp / f"heatmap_{law}_maxpo_over_{other}.png",
-                    grid,
-                    f"{law} rewards: relative gradient variance, maxpo / {other}",
-                    args.p,
-                    args.n,
-                    args.k,
-                    args.ratio,
-                )
-        (tmp / "summary.md").write_text(
-            summary_markdown(cells, " ".join(shown), seconds, args.p, args.n, args.k, args.ratio, args.laws)
-        )
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the map is an ordinary folder
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.resolve().parent))
-            out.rename(old / "previous")
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except OSError as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        print(f"verl-maxpo variance: could not write {out}: {err}", file=sys.stderr)
+        with publish(args.out, COMMAND, args.force, legacy=_legacy_files) as out:
+            names = write_outputs(out.stage, cells, " ".join(shown), seconds, args)
+    except OutputError as err:
+        print(f"verl-maxpo variance: {err}", file=sys.stderr)
         return 1
-    print(f"{len(cells)} cells in {seconds:.1f} s -> {out}/ (variance.json, summary.md, heatmap_*.png)")
+    except OSError as err:  # writing into the stage failed (disk full, ...): the stage is gone, --out as it was
+        print(f"verl-maxpo variance: could not write {args.out}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"verl-maxpo variance: interrupted; {args.out} is as it was", file=sys.stderr)
+        return 130
+    print(f"{len(cells)} cells in {seconds:.1f} s -> {out.target}/ ({len(names)} files: {', '.join(names[:2])}, ...)")
     return 0
 
 
