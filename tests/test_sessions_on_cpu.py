@@ -78,7 +78,9 @@ def test_ours_score_each_session_once_and_broadcast(name: str) -> None:
     data, keys, finals, final_uids = session_batch()
     assert len(keys) > len(finals) + 4  # the batch really has extra session rows
     out, _ = call(name)
-    per_session = ESTIMATORS[name].fn(finals, final_uids, K, norm_by_std=False)
+    spec = ESTIMATORS[name]
+    k_arg = (K,) if spec.uses_k else ()  # maxrl takes no k
+    per_session = spec.fn(finals, final_uids, *k_arg, **({"norm_by_std": False} if spec.uses_k else {}))
     seen = list(dict.fromkeys(k.rsplit("_", 1)[0] for k in keys))
     expected_rows = per_session[[seen.index(k.rsplit("_", 1)[0]) for k in keys]]
     expected = expected_rows[:, None] * data.batch["response_mask"]
@@ -86,8 +88,11 @@ def test_ours_score_each_session_once_and_broadcast(name: str) -> None:
     torch.testing.assert_close(out.batch["returns"], expected)
     assert per_session.abs().max() > 0.1
     # and the rows-as-samples answer verl would give without the wrapper is really different
-    naive = ESTIMATORS[name].fn(
-        data.batch["token_level_rewards"].sum(-1), data.non_tensor_batch["uid"], K, norm_by_std=False
+    naive = spec.fn(
+        data.batch["token_level_rewards"].sum(-1),
+        data.non_tensor_batch["uid"],
+        *k_arg,
+        **({"norm_by_std": False} if spec.uses_k else {}),
     )
     assert (naive - expected_rows).abs().max() > 1e-3
 
