@@ -181,6 +181,8 @@ class Settings:
     dry_run: bool
     verbose: bool
     python: str
+    # The environment verl runs in (the launcher's own, or the one main() was given).
+    environ: Mapping[str, str]
 
     @classmethod
     def read(cls, env: Mapping[str, str], task: TaskSpec, cwd: Path) -> Settings:
@@ -210,6 +212,7 @@ class Settings:
             dry_run=env_flag(env, "DRY_RUN"),
             verbose=env_flag(env, "VERBOSE"),
             python=env.get("PYTHON") or sys.executable,
+            environ=env,
         )
 
 
@@ -406,8 +409,10 @@ def plan_run(task_name: str, arm_name: str, s: Settings, user: Sequence[str]) ->
     expected = {**{key: select(intended, key) for key in managed_keys(task)}, **naming, logger: str(folder.train_log)}
     expected["algorithm.adv_estimator"] = arm.estimator
     expected |= {f"algorithm.maxpo.{opt}": value for opt, value in arm.options.items()}
-    owners = managed_keys(task) | {"algorithm.adv_estimator": "ARMS"} | dict.fromkeys(
-        (f"algorithm.maxpo.{o}" for o in arm.options), "ARMS"
+    owners = (
+        managed_keys(task)
+        | {"algorithm.adv_estimator": "ARMS"}
+        | dict.fromkeys((f"algorithm.maxpo.{o}" for o in arm.options), "ARMS")
     )
     for key, want in expected.items():
         got = select(actual, key)
@@ -462,7 +467,7 @@ def _num(text: str) -> bool:
     return True
 
 
-def run_verl(run: Run, redact: Redactor, verbose: bool, out: TextIO) -> int:
+def run_verl(run: Run, s: Settings, redact: Redactor, out: TextIO) -> int:
     """Start verl; console.log gets its whole output (no ANSI codes, secrets masked), the console the headlines."""
     tail: list[str] = []
     with run.folder.console_log.open("a", encoding="utf-8") as log:
@@ -470,7 +475,7 @@ def run_verl(run: Run, redact: Redactor, verbose: bool, out: TextIO) -> int:
         log.write(f"=== {stamp} launch ===\n{shown(run, redact)}\n")
         log.flush()
         proc = subprocess.Popen(
-            run.argv, env={**os.environ, **run.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            run.argv, env={**s.environ, **run.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, text=True, errors="replace",
         )  # fmt: skip
         assert proc.stdout is not None
@@ -479,14 +484,14 @@ def run_verl(run: Run, redact: Redactor, verbose: bool, out: TextIO) -> int:
                 line = redact(_ANSI.sub("", raw.rstrip("\n")))
                 log.write(line + "\n")
                 tail = [*tail[-39:], line]
-                summary = line if verbose else headline(line)
+                summary = line if s.verbose else headline(line)
                 if summary:
                     print(summary, file=out, flush=True)
             status = proc.wait()
         except KeyboardInterrupt:
             proc.wait()  # the terminal's Ctrl-C reached verl too; let it stop
             status = 130
-    if status != 0 and not verbose:
+    if status != 0 and not s.verbose:
         print("\n".join(["--- the last lines of verl's output ---", *tail]), file=sys.stderr)
     print(f"full output: {run.folder.console_log} (exit {status})", file=out)
     return status
@@ -497,7 +502,7 @@ def prepare_tiny(s: Settings) -> None:
     assert s.tiny_assets is not None
     for argv in (["-m", "verl_maxpo", "tiny-assets", "--out", s.tiny_assets],
                  ["-m", "verl_maxpo.cpu.preflight", "--assets", s.tiny_assets]):  # fmt: skip
-        if subprocess.run([s.python, *argv], stdin=subprocess.DEVNULL).returncode != 0:
+        if subprocess.run([s.python, *argv], env=dict(s.environ), stdin=subprocess.DEVNULL).returncode != 0:
             raise LaunchError(f"`{shlex.join(['python', *argv])}` failed (its message is above)")
 
 
@@ -513,9 +518,10 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("task", help=f"the recipe: {', '.join(TASKS)}")
-    p.add_argument("overrides", nargs=argparse.REMAINDER, help="Hydra overrides for every arm (key=value)")
-    p.add_argument("--one", action="store_true",
-                   help="one run, of the arm the recipe picks (estimator=<arm> among the overrides); ARMS unused")  # fmt: skip
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for every arm (key=value)")
+    p.add_argument(
+        "--one", action="store_true", help="one run, of the arm the recipe picks (estimator=<arm>); ARMS unused"
+    )
     p.add_argument("--folder", choices=sorted({t.folder for t in TASKS.values()}),
                    help="only the tasks of recipes/FOLDER (what recipes/FOLDER/run.sh passes)")  # fmt: skip
     return p
@@ -572,7 +578,7 @@ def _launch(args: argparse.Namespace, env: Mapping[str, str], cwd: Path, redact:
         meta = RunMeta(**{**run.meta.to_dict(), "settings": {k: redact(v) for k, v in run.meta.settings.items()}})
         run.folder.claim(meta)
         print(f"run dir: {run.folder.path}", flush=True)
-        status = run_verl(run, redact, s.verbose, sys.stdout)
+        status = run_verl(run, s, redact, sys.stdout)
         if status != 0:
             return status
     if not args.one:
@@ -605,4 +611,3 @@ def _report(task: str, runs: list[Run], s: Settings, everything_ran: bool) -> No
 
 if __name__ == "__main__":
     sys.exit(main())
-
