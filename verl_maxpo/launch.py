@@ -90,6 +90,8 @@ _PATH_OK = re.compile(r"[A-Za-z0-9._/~+:@%-]+")
 _INT_OK = re.compile(r"0|[1-9][0-9]{0,8}")
 # Carried unquoted by Hydra: user:password may hold letters, digits and . _ ~ % + - (percent-encode the rest).
 _SANDBOX_OK = re.compile(r"https?://([A-Za-z0-9._~%+:-]+@)?[A-Za-z0-9._-]+(:[0-9]+)?(/[A-Za-z0-9._/%+~-]*)?")
+_RAY_PREFIX = re.compile(r"^\([^)]*\)\s+")
+_NUMBER = re.compile(r"(?:np\.\w+\()?(-?[0-9][0-9.eE+-]*|nan|-?inf)\)?")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _TRUE, _FALSE = ("1", "true", "yes"), ("", "0", "false", "no")
 
@@ -446,25 +448,23 @@ def shown(run: Run, redact: Redactor) -> str:
 
 def headline(line: str) -> str | None:
     """verl's per-step console metrics, cut to what a person reads: step, score, validation, step time."""
+    line = _RAY_PREFIX.sub("", line)  # "(TaskRunner pid=123) " when the line comes from a Ray actor
     if not line.startswith("step:"):
         return None
-    fields = dict(part.split(":", 1) for part in line.split(" - ") if ":" in part)
-    parts = [f"step {fields.get('step', '?')}"]
-    for key, label in (("critic/score/mean", "score mean"), ("timing_s/step", "step time")):
-        if key in fields:
-            value = fields[key]
-            parts.append(f"{label} {float(value):.3g}{' s' if 'timing' in key else ''}" if _num(value) else value)
-    parts += [f"{key.removeprefix('val-core/')} {float(v):.3g}" for key, v in fields.items()
-              if key.startswith("val-core/") and "/mean@" in key and _num(v)][:2]  # fmt: skip
+    fields = {key: _number(value) for key, _, value in (p.partition(":") for p in line.split(" - "))}
+    parts = [f"step {line.split(' - ', 1)[0].removeprefix('step:')}"]
+    for key, label, unit in (("critic/score/mean", "score mean", ""), ("timing_s/step", "step time", " s")):
+        if fields.get(key) is not None:
+            parts.append(f"{label} {fields[key]:.3g}{unit}")
+    val = [(k.split("/", 1)[1], v) for k, v in fields.items() if k.startswith("val-") and "/reward/mean@" in k]
+    parts += [f"{key} {value:.3g}" for key, value in val[:2] if value is not None]
     return "  ".join(parts)
 
 
-def _num(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def _number(text: str) -> float | None:
+    """1.5, or np.float64(1.5) as verl prints numpy scalars; None for anything else."""
+    match = _NUMBER.fullmatch(text.strip())
+    return float(match.group(1)) if match else None
 
 
 def run_verl(run: Run, s: Settings, redact: Redactor, out: TextIO) -> int:
