@@ -352,7 +352,7 @@ def test_the_estimator_group_is_the_table_of_arms():
         assert text.startswith("# @package _global_\n"), arm
         algorithm = OmegaConf.create(text).algorithm
         assert algorithm.adv_estimator == spec.estimator, arm
-        options = OmegaConf.to_container(algorithm.get("maxpo", {}))
+        options = OmegaConf.to_container(algorithm.maxpo) if "maxpo" in algorithm else {}
         assert {key: options.get(key) for key in spec.options} == dict(spec.options), arm
         reads = ESTIMATORS[spec.estimator].options if spec.estimator in ESTIMATORS else ()
         assert set(options) <= set(reads), f"{arm}: sets options its estimator does not read"
