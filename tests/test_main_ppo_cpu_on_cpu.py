@@ -132,7 +132,7 @@ def check_common(run_dir: Path, proc: subprocess.CompletedProcess, trace_dir: Pa
 
 
 def test_main_ppo_trains_maxpo_on_cpu(assets: Path, tmp_path: Path) -> None:
-    proc = run_main_ppo("tiny_maxpo", assets, tmp_path)
+    proc = run_main_ppo("tiny", assets, tmp_path)
     records = check_common(tmp_path, proc)
     for rec in records:
         check_maxpo(rec)
@@ -155,7 +155,7 @@ def check_maxpo(rec: dict) -> None:
 
 def test_legacy_trainer_trains_maxpo_on_cpu(assets: Path, tmp_path: Path) -> None:
     """`trainer.use_v1=false` (verl's main_ppo_v0 TaskRunner) still trains: its own compute_advantage call."""
-    proc = run_main_ppo("tiny_maxpo", assets, tmp_path, "trainer.use_v1=false")
+    proc = run_main_ppo("tiny", assets, tmp_path, "trainer.use_v1=false")
     assert "main_ppo_v0" in proc.stdout or "Legacy trainer" in proc.stdout, "did not run the legacy trainer"
     check_trained(tmp_path, proc)
     assert not (tmp_path / "trace" / "advantages.jsonl").exists()  # the v1 advantage step never ran
@@ -195,7 +195,7 @@ def test_ab_launcher_trains_grpo_on_cpu_and_reports(assets: Path, tmp_path: Path
 def test_main_ppo_fails_fast_when_ray_cannot_place_bundles(assets: Path, tmp_path: Path) -> None:
     """Too few logical CPUs: verl would wait on its placement group forever; the CPU backend stops it with a
     message naming the setting to raise."""
-    proc = run_main_ppo("tiny_maxpo", assets, tmp_path, "ray_kwargs.ray_init.num_cpus=3")
+    proc = run_main_ppo("tiny", assets, tmp_path, "ray_kwargs.ray_init.num_cpus=3")
     assert proc.returncode != 0
     assert "PlacementError" in proc.stdout and "ray_kwargs.ray_init.num_cpus to at least 5" in proc.stdout
     assert not (tmp_path / "trace" / "advantages.jsonl").exists()

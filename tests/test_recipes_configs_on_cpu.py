@@ -1,8 +1,9 @@
 """The shipped Hydra recipes compose through verl's real entry point and are what verl's own code accepts.
 
-Each recipe is composed by verl's Hydra entry point with the exact arguments its header command shows (plus
-`--cfg job`), then checked against verl's registry, config dataclasses, RLHFDataset and validate_config; each
-GRPO twin is compared key by key with its MaxPO recipe.
+Each recipe x arm is composed by verl's Hydra entry point with the exact arguments its header command shows plus
+`estimator=<arm>` (and `--cfg job`), then checked against verl's registry, config dataclasses, RLHFDataset and
+validate_config; each GRPO/PKPO arm is compared key by key with the MaxPO arm, every composition with the
+snapshot taken before the estimator group existed, and the group's files with the estimator table.
 """
 
 from __future__ import annotations
@@ -27,17 +28,10 @@ pytestmark = pytest.mark.slow  # composes every recipe through verl's entry poin
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "data"
-RECIPES = {
-    "gsm8k_maxpo": "math",
-    "gsm8k_grpo": "math",
-    "math_maxpo": "math",
-    "math_grpo": "math",
-    "code_maxpo": "code",
-    "code_grpo": "code",
-    "gsm8k_pkpo": "math",
-    "math_pkpo": "math",
-    "code_pkpo": "code",
-}
+# <task>_<arm> -> the recipe's folder; composed as `--config-name <task> estimator=<arm>`.
+RECIPES = {f"{task}_{arm}": folder for task, folder in (("gsm8k", "math"), ("math", "math"), ("code", "code"))
+           for arm in ("maxpo", "grpo", "pkpo")}  # fmt: skip
+ESTIMATOR_GROUP = ROOT / "recipes" / "shared" / "estimator"
 TWINS = [("gsm8k_maxpo", "gsm8k_grpo"), ("math_maxpo", "math_grpo"), ("code_maxpo", "code_grpo")]
 PKPO_TWINS = [("gsm8k_maxpo", "gsm8k_pkpo"), ("math_maxpo", "math_pkpo"), ("code_maxpo", "code_pkpo")]
 # The only keys a GRPO twin may change: the estimator and the estimator's own options.
@@ -50,6 +44,21 @@ ESTIMATOR_KEYS = {
 HEADER = re.compile(
     r'^#   (python -m verl\.trainer\.main_ppo --config-path "\$PWD/(recipes/\w+)" --config-name (\w+)) \[overrides\]$'
 )
+TINY = "tiny_assets=/tiny_assets"  # the snapshot's tiny assets folder (its default follows $PWD)
+# Intended differences from the snapshot, key -> {recipe: value now} ("<absent>": the key is gone), none else:
+# `task` and `k` name the run and give the estimator group its K; the tiny recipe now inherits ab_base, so its
+# run names carry K like every task's, its grpo arm is the shared std-normalized GRPO, and its reference model
+# is seeded with the one seed like everything else.
+ALL_12 = [(task, arm) for task in ("gsm8k", "math", "code", "tiny") for arm in ("maxpo", "grpo", "pkpo")]
+INTENDED = {
+    "task": {f"{task}_{arm}": task for task, arm in ALL_12},
+    "k": {f"{task}_{arm}": 2 if task == "tiny" else 4 for task, arm in ALL_12},
+    "actor_rollout_ref.ref.fsdp_config.seed": {f"tiny_{a}": 1 for a in ("maxpo", "grpo", "pkpo")},
+    "algorithm.norm_adv_by_std_in_grpo": {"tiny_grpo": True},
+    **{key: {f"tiny_{a}": value.format(f"tiny_{a}_k2_seed1") for a in ("maxpo", "pkpo")} for key, value in (
+        ("trainer.experiment_name", "{}"), ("actor_rollout_ref.rollout.trace.experiment_name", "{}"),
+        ("trainer.validation_data_dir", "outputs/{}/val"), ("trainer.default_local_dir", "checkpoints/verl_maxpo/{}"))},
+}  # fmt: skip
 OFFLINE_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONHASHSEED": "0"}
 
 
@@ -62,19 +71,20 @@ def _load_helper(name: str):
 
 def header_command(name: str) -> list[str]:
     """argv of the command in the recipe's opening lines, with $PWD as the repository root."""
-    path = ROOT / "recipes" / RECIPES[name] / f"{name}.yaml"
+    task, arm = name.split("_", 1)
+    path = ROOT / "recipes" / RECIPES[name] / f"{task}.yaml"
     lines = path.read_text().splitlines()[:6]
     matches = [HEADER.match(line) for line in lines]
     found = [m for m in matches if m]
     assert len(found) == 1, f"{path.name} must open with its run command, found {lines}"
     command, config_dir, config_name = found[0].groups()
-    assert config_dir == f"recipes/{RECIPES[name]}" and config_name == name
+    assert config_dir == f"recipes/{RECIPES[name]}" and config_name == task
     argv = shlex.split(command.replace('"$PWD', f'"{ROOT}'))
-    return [sys.executable, *argv[1:]]
+    return [sys.executable, *argv[1:], f"estimator={arm}"]
 
 
 VERL_BASE = "verl:ppo_trainer"  # verl's own trainer config, composed alone: what the snapshot is relative to
-SNAPSHOT = ROOT / "tests" / "fixtures" / "recipes_composed_90971f9.json"
+SNAPSHOT = ROOT / "tests" / "fixtures" / "recipes_composed.json"
 
 
 def verl_config_dir() -> Path:
@@ -106,6 +116,9 @@ def composed() -> dict[str, DictConfig]:
         argv = header_command(name)
         assert argv[1:3] == ["-m", "verl.trainer.main_ppo"]
         argvs[name] = [*argv[3:], "--cfg", "job"]
+    for arm in ("maxpo", "grpo", "pkpo"):  # the tiny recipe: header command is multi-line; composed by name
+        argvs[f"tiny_{arm}"] = ["--config-path", str(ROOT / "recipes" / "tiny"), "--config-name", "tiny",
+                                f"estimator={arm}", TINY, "--cfg", "job"]  # fmt: skip
     argvs[VERL_BASE] = ["--config-path", str(verl_config_dir()), "--config-name", "ppo_trainer", "--cfg", "job"]
     proc = subprocess.run(
         [sys.executable, "-c", COMPOSE_DRIVER, json.dumps(argvs)],
@@ -314,14 +327,34 @@ def test_grpo_twin_differs_only_in_the_estimator(composed, maxpo, grpo):
 
 
 @pytest.mark.parametrize("name", sorted(json.loads(SNAPSHOT.read_text())["recipes"]))
-def test_recipes_compose_exactly_as_before_the_shared_base(composed, name):
-    """Each recipe as composed at commit 90971f9 (before recipes/shared/ab_base.yaml), stored as its differences
-    from verl's ppo_trainer; composing ppo_trainer now and applying them must give today's config, key for key."""
+def test_recipes_compose_exactly_as_before_the_estimator_group(composed, name):
+    """Each of the 12 recipes as composed before the estimator group (<task>_<arm>.yaml files), stored as its
+    differences from verl's ppo_trainer; composing ppo_trainer now and applying them, plus INTENDED, must give
+    today's <task>.yaml estimator=<arm>, key for key."""
     snapshot = json.loads(SNAPSHOT.read_text())["recipes"][name]
     verl_base = flatten(OmegaConf.to_container(composed[VERL_BASE], resolve=True))
     expected = {k: v for k, v in verl_base.items() if k not in snapshot["removed"]} | snapshot["set"]
+    expected |= {key: values[name] for key, values in INTENDED.items() if name in values}
     actual = flatten(OmegaConf.to_container(composed[name], resolve=True))
     absent = "<absent>"
     changed = sorted(k for k in expected.keys() | actual.keys() if expected.get(k, absent) != actual.get(k, absent))
     assert not changed, [(k, expected.get(k, absent), actual.get(k, absent)) for k in changed]
     assert len(snapshot["set"]) > 40 and actual["algorithm.adv_estimator"] == name.rsplit("_", 1)[1]
+
+
+def test_the_estimator_group_is_the_table_of_arms():
+    """recipes/shared/estimator/<arm>.yaml exists for exactly the table's ARMS, each with its estimator and options."""
+    from verl_maxpo.estimator_table import ARMS, ESTIMATORS
+
+    assert sorted(p.stem for p in ESTIMATOR_GROUP.glob("*.yaml")) == sorted(ARMS)
+    for arm, spec in ARMS.items():
+        text = (ESTIMATOR_GROUP / f"{arm}.yaml").read_text()
+        assert text.startswith("# @package _global_\n"), arm
+        algorithm = OmegaConf.create(text).algorithm
+        assert algorithm.adv_estimator == spec.estimator, arm
+        options = OmegaConf.to_container(algorithm.maxpo) if "maxpo" in algorithm else {}
+        assert {key: options.get(key) for key in spec.options} == dict(spec.options), arm
+        reads = ESTIMATORS[spec.estimator].options if spec.estimator in ESTIMATORS else ()
+        assert set(options) <= set(reads), f"{arm}: sets options its estimator does not read"
+        uses_k = ESTIMATORS[spec.estimator].uses_k if spec.estimator in ESTIMATORS else False
+        assert ("k" in options) == uses_k, arm  # maxrl tolerates a k but reads none: its arm sets none

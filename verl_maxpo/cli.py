@@ -5,6 +5,7 @@ verl-maxpo report    unbiased pass@k / max@k tables and curves from verl validat
 verl-maxpo bench     estimator cost against verl's built-in estimators
 verl-maxpo variance  exact gradient-variance map of maxpo vs pkpo vs pkpo_loo
 verl-maxpo demo      end-to-end MaxPO vs GRPO vs PKPO A/B on a CPU in minutes
+verl-maxpo launch    A/B arms of a recipe through verl's trainer, one run folder per arm (scripts/ab_launch.sh)
 verl-maxpo tiny-assets  tiny model, tokenizer and task for verl's trainer on a CPU (docs/cpu-backend.md)
 """
 
@@ -22,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("verl_maxpo.bench", "time maxpo/pkpo against verl's estimators"),
     "variance": ("verl_maxpo.variance", "exact gradient-variance map: maxpo vs pkpo vs pkpo_loo (heatmaps, JSON)"),
     "demo": ("verl_maxpo.demo", "CPU end-to-end A/B: maxpo vs grpo vs pkpo on a synthetic task"),
+    "launch": ("verl_maxpo.launch", "run A/B arms of a recipe (gsm8k, math, code, tiny) through verl's trainer"),
     "tiny-assets": ("verl_maxpo.tiny_assets", "tiny local model + task (parquet) for verl's trainer on a CPU"),
 }
 

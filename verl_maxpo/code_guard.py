@@ -1,6 +1,6 @@
 """Refuses a code recipe before anything starts when model-written programs would run unguarded.
 
-code_common.yaml registers `CodeExecGuard` as a Hydra callback, so `python -m verl.trainer.main_ppo` with a code
+recipes/code/code.yaml registers `CodeExecGuard` as a Hydra callback, so `python -m verl.trainer.main_ppo` with a code
 recipe checks `check_config` in the driver before verl validates the config or starts Ray; a refusal prints one
 line and exits with status 2. The same rule (code_reward.exec_mode) is applied again by the scorer itself at the
 first row each reward worker scores, for runs that bypass Hydra's callbacks (the compose API, an override of
@@ -50,7 +50,7 @@ def check_config(config: Any) -> str:
 
 
 class CodeExecGuard(Callback):
-    """Hydra callback (hydra.callbacks in code_common.yaml): check_config before the job runs."""
+    """Hydra callback (hydra.callbacks in recipes/code/code.yaml): check_config before the job runs."""
 
     def on_job_start(self, config: Any, **_: Any) -> None:
         try:

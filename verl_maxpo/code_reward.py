@@ -5,7 +5,7 @@ The code recipes always set
     reward.custom_reward_function.path=pkg://verl_maxpo.code_reward
     reward.custom_reward_function.name=compute_score
 
-and pass `reward.sandbox_fusion.*` and the local-execution settings in `reward_kwargs` (code_common.yaml).
+and pass `reward.sandbox_fusion.*` and the local-execution settings in `reward_kwargs` (recipes/code/code.yaml).
 Where programs run is decided by `exec_mode`, the same rule everywhere (the Hydra callback in code_guard.py at
 `python -m verl.trainer.main_ppo` start, and here at the first scored row of each reward worker):
   - `reward.sandbox_fusion.url` set: verl's own SandboxFusion scoring (default_compute_score with the URL);
