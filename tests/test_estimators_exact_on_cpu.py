@@ -334,6 +334,30 @@ def test_group_id_flavours_agree() -> None:
         torch.testing.assert_close(maxpo_advantages(rewards, ids, 4), reference, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize(
+    ("labels", "codes", "contiguous"),
+    [
+        (["u", "u", "v", "v", "w", "w"], [0, 0, 1, 1, 2, 2], True),  # verl's layout: one run per label
+        (["u", "u", "v", "v", "u", "u"], [0, 0, 1, 1, 0, 0], False),  # a label back after another run
+        (["v", "u", "v", "u"], [0, 1, 0, 1], False),  # interleaved (balance_batch reorders samples)
+        ([7, 7, 3, 3, 3], [0, 0, 1, 1, 1], True),  # unequal runs of ints
+    ],
+)
+def test_first_appearance_codes_of_runs_and_of_returning_labels(labels, codes, contiguous: bool) -> None:
+    from verl_maxpo.groups import _codes, group_layout
+
+    arr = np.array(labels, dtype=object)
+    got, known = _codes(arr, sort=False)
+    assert got.tolist() == codes and known is contiguous
+    counts, blocks = group_layout(arr, sort=False)
+    assert counts.tolist() == np.bincount(codes).tolist()
+    members = [None if m is None else m.tolist() for _, _, m in blocks]
+    assert (members == [None]) is (contiguous and len(set(counts.tolist())) == 1)
+    rewards = torch.arange(len(labels), dtype=torch.float64) ** 2
+    expected = maxpo_advantages(rewards, torch.tensor(codes), 1)  # k = 1: RLOO, defined for every size here
+    torch.testing.assert_close(maxpo_advantages(rewards, arr, 1), expected, atol=1e-12, rtol=0)
+
+
 def test_group_index_is_contiguous_and_sorted() -> None:
     inverse, counts = group_index(np.array(["b", "a", "c", "a", "b", "b"], dtype=object))
     assert inverse.tolist() == [1, 0, 2, 0, 1, 1]
