@@ -120,7 +120,7 @@ def test_pkpo_equals_enumeration(n: int, k: int) -> None:
 
 
 @pytest.mark.parametrize(("n", "k"), CASES)
-def test_pkpo_loo_equals_enumeration_and_the_issue_formula(n: int, k: int) -> None:
+def test_pkpo_loo_equals_enumeration_and_the_closed_form(n: int, k: int) -> None:
     rng = np.random.default_rng(53 * n + k)
     for kind, r in reward_sets(n, rng).items():
         got = pkpo_loo_advantages(torch.tensor(r, dtype=torch.float64), [0] * n, k).numpy()
