@@ -120,7 +120,7 @@ def test_pkpo_equals_enumeration(n: int, k: int) -> None:
 
 
 @pytest.mark.parametrize(("n", "k"), CASES)
-def test_pkpo_loo_equals_enumeration_and_the_issue_formula(n: int, k: int) -> None:
+def test_pkpo_loo_equals_enumeration_and_the_closed_form(n: int, k: int) -> None:
     rng = np.random.default_rng(53 * n + k)
     for kind, r in reward_sets(n, rng).items():
         got = pkpo_loo_advantages(torch.tensor(r, dtype=torch.float64), [0] * n, k).numpy()
@@ -332,6 +332,30 @@ def test_group_id_flavours_agree() -> None:
         np.array([int(c) * 7 + 100 for c in codes.tolist()], dtype=object),  # object array of ints
     ):
         torch.testing.assert_close(maxpo_advantages(rewards, ids, 4), reference, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("labels", "codes", "contiguous"),
+    [
+        (["u", "u", "v", "v", "w", "w"], [0, 0, 1, 1, 2, 2], True),  # verl's layout: one run per label
+        (["u", "u", "v", "v", "u", "u"], [0, 0, 1, 1, 0, 0], False),  # a label back after another run
+        (["v", "u", "v", "u"], [0, 1, 0, 1], False),  # interleaved (balance_batch reorders samples)
+        ([7, 7, 3, 3, 3], [0, 0, 1, 1, 1], True),  # unequal runs of ints
+    ],
+)
+def test_first_appearance_codes_of_runs_and_of_returning_labels(labels, codes, contiguous: bool) -> None:
+    from verl_maxpo.groups import _codes, group_layout
+
+    arr = np.array(labels, dtype=object)
+    got, known = _codes(arr, sort=False)
+    assert got.tolist() == codes and known is contiguous
+    counts, blocks = group_layout(arr, sort=False)
+    assert counts.tolist() == np.bincount(codes).tolist()
+    members = [None if m is None else m.tolist() for _, _, m in blocks]
+    assert (members == [None]) is (contiguous and len(set(counts.tolist())) == 1)
+    rewards = torch.arange(len(labels), dtype=torch.float64) ** 2
+    expected = maxpo_advantages(rewards, torch.tensor(codes), 1)  # k = 1: RLOO, defined for every size here
+    torch.testing.assert_close(maxpo_advantages(rewards, arr, 1), expected, atol=1e-12, rtol=0)
 
 
 def test_group_index_is_contiguous_and_sorted() -> None:
@@ -617,3 +641,72 @@ def test_compute_advantages_reads_the_table() -> None:
 def test_compute_advantages_refuses_with_the_argument_name(kwargs: dict, pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
         compute_advantages(torch.rand(10), [0] * 5 + [1] * 5, **kwargs)
+
+
+# ---------------------------------------------------------------- against OrderGrad's definitions (arXiv 2606.06096)
+# OrderGrad's L-statistic objective is J = E[sum_j alpha_j R_(j:K)] (alpha over ascending ranks; its presets such as
+# "TopM:2" and "ReMax" name the top ranks). Its LR advantage is a_i = sum_j alpha_j (q_ij - v_j^(-i)), with q_ij the
+# mean of the j-th smallest over the K-subsets containing i and v_j^(-i) the mean over the K-subsets of the others,
+# at the same (K/N) gradient scale as ours. The reference below goes through its closed form for a batch value,
+# v_j = sum_m R_(m:N) C(m-1, j-1) C(N-m, K-j) / C(N, K), and the subset count identity
+# C(N, K) v_j = C(N-1, K-1) q_ij + C(N-1, K) v_j^(-i) (a K-subset either contains i or not): no enumeration, and
+# none of verl_maxpo's own weights.
+
+
+def _ordergrad_batch_values(r: np.ndarray, k: int) -> np.ndarray:
+    """(K,) v_j: the mean over the K-subsets of `r` of their j-th smallest reward (OrderGrad's W matrix)."""
+    n = r.size
+    s = np.sort(r)
+    w = np.array(
+        [[math.comb(m - 1, j - 1) * math.comb(n - m, k - j) for j in range(1, k + 1)] for m in range(1, n + 1)],
+        dtype=np.float64,
+    ) / math.comb(n, k)
+    return s @ w
+
+
+def _ordergrad_advantages(r: np.ndarray, k: int, alpha: np.ndarray) -> np.ndarray:
+    n = r.size
+    v_all = _ordergrad_batch_values(r, k)
+    out = np.empty(n)
+    for i in range(n):
+        v_minus = _ordergrad_batch_values(np.delete(r, i), k)
+        q = (math.comb(n, k) * v_all - math.comb(n - 1, k) * v_minus) / math.comb(n - 1, k - 1)
+        out[i] = alpha @ (q - v_minus)
+    return out
+
+
+_OG_REWARDS = np.array([0.3, -1.2, 2.5, 0.3, 0.9, 4.0, -0.4, 1.7])  # n = 8, one tie
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "alpha"),
+    [
+        ("ReMax", {}, np.array([0.0, 0.0, 0.0, 1.0])),
+        ("TopM:2", {"objective": "top_m", "m": 2}, np.array([0.0, 0.0, 0.5, 0.5])),
+        ("random", {"objective": "weights"}, np.array([0.7, -0.3, 1.9, 0.25])),  # signed, not normalized
+    ],
+)
+def test_values_match_ordergrads_definitions(name: str, kwargs: dict, alpha: np.ndarray) -> None:
+    k = 4
+    if kwargs.get("objective") == "weights":
+        kwargs = {**kwargs, "rank_weights": alpha.tolist()}
+    expected = _ordergrad_advantages(_OG_REWARDS, k, alpha)
+    got = maxpo_advantages(torch.tensor(_OG_REWARDS), [0] * 8, k, **kwargs).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert np.abs(expected).max() > 0.1 and abs(expected.sum()) < 1e-12  # a real signal that is centered
+    # the reference itself, against enumeration of the K-subsets (q_ij and v_j^(-i) straight from the definition)
+    i, others = 5, np.delete(_OG_REWARDS, 5)
+    q = np.mean([np.sort((_OG_REWARDS[i], *s)) for s in itertools.combinations(others, k - 1)], axis=0)
+    v = np.mean([np.sort(s) for s in itertools.combinations(others, k)], axis=0)
+    assert alpha @ (q - v) == pytest.approx(expected[i], abs=1e-12)
+
+
+def test_ordergrad_remax_value_by_hand() -> None:
+    """ReMax at n = 5, K = 2 by hand: rewards 0, 0, 0, 1, 3 (sample 4 has reward 3)."""
+    r = np.array([0.0, 0.0, 0.0, 1.0, 3.0])
+    # q_4 = mean max over {4, j}: 3; v^(-4) = mean max over pairs of {0, 0, 0, 1}: 3/6; a_4 = 3 - 1/2
+    # q_3 = mean over {3, j}: (1 + 1 + 1 + 3)/4 = 3/2; v^(-3) = pairs of {0, 0, 0, 3}: 9/6; a_3 = 0
+    # q_0 = (0 + 0 + 1 + 3)/4 = 1; v^(-0) = pairs of {0, 0, 1, 3}: (0 + 1 + 3 + 1 + 3 + 3)/6 = 11/6; a_0 = -5/6
+    expected = np.array([-5 / 6, -5 / 6, -5 / 6, 0.0, 2.5])
+    np.testing.assert_allclose(_ordergrad_advantages(r, 2, np.array([0.0, 1.0])), expected, atol=1e-12)
+    np.testing.assert_allclose(maxpo_advantages(torch.tensor(r), [0] * 5, 2).numpy(), expected, atol=1e-12)

@@ -10,7 +10,7 @@ import pytest
 import torch
 import verl  # noqa: F401  (its plugin discovery must register maxpo/pkpo by itself)
 from hydra import compose, initialize_config_module
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from verl import DataProto
 from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo import core_algos
@@ -260,3 +260,43 @@ def test_options_follow_interpolations_and_later_edits_of_the_config() -> None:
     cfg.maxpo.norm_by_std = True
     torch.testing.assert_close(_run(cfg), _run({"maxpo": {"k": 3, "norm_by_std": True}}))
     assert verl_adapter.read_options(OmegaConf.create({"maxpo": None})) == verl_adapter.MaxPOOptions()
+
+
+def test_validated_options_are_never_stale_when_the_same_config_is_edited() -> None:
+    """The per-block cache is keyed by what the block holds now, read on every call: edits take effect at once."""
+    cfg = OmegaConf.create({"adv_estimator": "maxpo", "maxpo": {"k": 2}})
+    OmegaConf.set_struct(cfg, True)
+    first = _run(cfg)
+    torch.testing.assert_close(first, _run({"maxpo": {"k": 2}}))
+    cfg.maxpo.k = 3
+    third = _run(cfg)
+    torch.testing.assert_close(third, _run({"maxpo": {"k": 3}}))
+    assert not torch.allclose(first, third)
+    with open_dict(cfg):
+        cfg.maxpo.objective = "top_m"
+        cfg.maxpo.m = 2
+    torch.testing.assert_close(_run(cfg), _run({"maxpo": {"k": 3, "objective": "top_m", "m": 2}}))
+    with open_dict(cfg):
+        cfg.maxpo = {"k": 2}  # a new node for the whole block
+    torch.testing.assert_close(_run(cfg), first)
+    cfg.maxpo.k = 2.0  # equal to 2 and hashes alike, but it is not an integer: refused, not served from the cache
+    with pytest.raises(ValueError, match="k must be an integer"):
+        _run(cfg)
+    cfg.maxpo.k = 2
+    torch.testing.assert_close(_run(cfg), first)
+    with open_dict(cfg):
+        cfg.maxpo.K = 4  # a typo added later is refused even though {"k": 2} was validated before
+    with pytest.raises(ValueError, match="unknown key"):
+        _run(cfg)
+
+
+def test_options_read_the_same_through_the_raw_and_the_resolving_path() -> None:
+    plain = OmegaConf.create({"maxpo": {"k": 3, "norm_by_std": True, "objective": "top_m", "m": 2}})
+    resolved = OmegaConf.create({"x": 3, "maxpo": {"k": "${x}", "norm_by_std": True, "objective": "top_m", "m": 2}})
+    listed = OmegaConf.create({"maxpo": {"k": 3, "objective": "weights", "rank_weights": [0.0, 0.5, 1.0]}})
+    expected = verl_adapter.MaxPOOptions(k=3, norm_by_std=True, objective="top_m", m=2)
+    assert verl_adapter._call_plan(plain, "maxpo")[0] == expected
+    assert verl_adapter._call_plan(resolved, "maxpo")[0] == expected
+    assert verl_adapter._call_plan(listed, "maxpo")[0].rank_weights == (0.0, 0.5, 1.0)
+    empty = OmegaConf.create({"maxpo": {}})
+    assert verl_adapter._call_plan(empty, "maxpo")[0] == verl_adapter.MaxPOOptions()

@@ -16,6 +16,7 @@ Peak extra memory:
         live allocations; the peak is reset through /proc/self/clear_refs before each call (Linux only).
         Unlike tracemalloc this sees torch and numpy buffers. Page granularity (4 KiB).
   CUDA: torch.cuda.max_memory_allocated() during the call minus the allocation before it.
+  --quick measures none (its batches are below that resolution): the table drops the column and says why.
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ DEFAULT_REPEATS = 7
 SLOW_CALL_S = 0.5  # a warm-up call slower than this gets fewer repeats: about SLOW_BUDGET_S per row
 SLOW_BUDGET_S = 2.0
 MIN_REPEATS = 3
+
+# --quick batches hold at most 128 x 16 floats (8 KiB a tensor): below what page-granular peak-RSS growth resolves
+# (every row read 0.0 MiB), and a column of zeros would claim a measurement that was never made.
+QUICK_MEMORY_NOTE = (
+    "not measured with --quick: its batches (8 KiB per tensor) are below the resolution of peak-RSS growth; "
+    "run without --quick for the memory column"
+)
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
@@ -387,17 +395,20 @@ def format_tables(result: dict[str, Any]) -> str:
     ]
     for device, method in result["memory_method"].items():
         lines.append(f"peak extra memory ({device}): {method}")
+    show_mem = any(r["peak_extra_bytes"] is not None for r in result["rows"])  # no column of n/a alone
+    mem_head, mem_rule = (" peak extra MiB |", "---:|") if show_mem else ("", "")
     lines += [
         "",
-        f"| device | groups x n | estimator | median ms | x {BASELINE} | peak extra MiB | runs |",
-        "|---|---|---|---:|---:|---:|---:|",
+        f"| device | groups x n | estimator | median ms | x {BASELINE} |{mem_head} runs |",
+        f"|---|---|---|---:|---:|{mem_rule}---:|",
     ]
     for r in result["rows"]:
         ms = "error" if r["median_s"] is None else f"{r['median_s'] * 1e3:.2f}"
         ratio = "" if r.get("ratio_to_baseline") is None else f"{r['ratio_to_baseline']:.2f}"
         mem = "n/a" if r["peak_extra_bytes"] is None else f"{r['peak_extra_bytes'] / 2**20:.1f}"
+        mem_cell = f" {mem} |" if show_mem else ""
         shape = f"{r['groups']} x {r['n']}"
-        lines.append(f"| {r['device']} | {shape} | {r['estimator']} | {ms} | {ratio} | {mem} | {r['repeats']} |")
+        lines.append(f"| {r['device']} | {shape} | {r['estimator']} | {ms} | {ratio} |{mem_cell} {r['repeats']} |")
     errors = [r for r in result["rows"] if r["error"]]
     for r in errors:
         lines.append(f"- {r['device']} {r['groups']} x {r['n']} {r['estimator']}: {r['error']}")
@@ -483,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     if BASELINE not in args.estimators:
         args.estimators = [*args.estimators, BASELINE]  # ratios need it
     quick = args.quick
+    memory = not args.no_memory and not quick
     result = run_bench(
         shapes=QUICK_SHAPES if quick else DEFAULT_SHAPES,
         estimators=args.estimators,
@@ -492,9 +504,11 @@ def main(argv: list[str] | None = None) -> int:
         k=args.k,
         scaling_batch=QUICK_SCALING_BATCH if quick else SCALING_BATCH,
         scaling_ns=QUICK_SCALING_NS if quick else SCALING_NS,
-        memory=not args.no_memory,
+        memory=memory,
         seed=args.seed,
     )
+    if quick and not args.no_memory:
+        result["memory_method"]["all"] = QUICK_MEMORY_NOTE
     if args.json:
         print(json.dumps(result, indent=1))
     else:

@@ -303,9 +303,12 @@ def _grouped_advantage(
 def _checked_output(adv: torch.Tensor, rewards: torch.Tensor, group_ids: GroupIds, dtype: torch.dtype) -> torch.Tensor:
     """adv cast to `dtype`, or ValueError: a NaN/inf reward, or finite rewards whose advantages overflow.
 
-    One reduction on the output replaces a pass over the input: NaN and inf always reach the largest |A| (max
-    propagates NaN), and a largest |A| within the output dtype's range means the cast cannot overflow.
+    One reduction on the cast output replaces a pass over the input: NaN, inf and a value that overflows the cast
+    all make its sum non-finite (so does a sum of huge finite values, which the exact check below then clears).
     """
+    out = adv.to(dtype)
+    if math.isfinite(out.sum().item()):
+        return out
     largest = adv.abs().max().item()
     if not math.isfinite(largest):
         _check_rewards(rewards, group_ids)  # raises, counting the bad rewards, when the input is the cause
@@ -319,7 +322,7 @@ def _checked_output(adv: torch.Tensor, rewards: torch.Tensor, group_ids: GroupId
             f"advantages overflow {str(dtype).removeprefix('torch.')} (largest |advantage| {largest:.3g}, dtype "
             f"maximum {limit:.3g}); rescale the rewards or pass them in a wider dtype"
         )
-    return adv.to(dtype)
+    return out
 
 
 def _objective(k: int, objective: str, m: int | None, rank_weights: Sequence[float] | None) -> tuple[float, ...] | None:

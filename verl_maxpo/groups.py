@@ -64,11 +64,6 @@ def label_array(group_ids: GroupIds) -> np.ndarray:
     return arr
 
 
-def _check_object_labels(arr: np.ndarray) -> None:
-    """Every label of an object array is a str, a bytes or an integer, all of one of these kinds."""
-    _check_label_types(arr.reshape(-1).tolist())
-
-
 def _check_label_types(labels: list[Any]) -> None:
     kinds = {}
     for t in set(map(type, labels)):  # a set of types: cheap next to the factorization
@@ -97,29 +92,48 @@ def _checked_tensor(group_ids: torch.Tensor) -> torch.Tensor:
 
 def _factorize(arr: np.ndarray, sort: bool) -> np.ndarray:
     """(N,) int64 codes of the labels: in sorted-label order if `sort`, else in order of first appearance
-    (object arrays only; other dtypes are always sorted).
+    (object arrays only; other dtypes are always sorted)."""
+    return _codes(arr, sort)[0]
+
+
+def _codes(arr: np.ndarray, sort: bool) -> tuple[np.ndarray, bool | None]:
+    """`_factorize`'s codes, and True when they are known to be non-decreasing (every group one contiguous run;
+    None: not known).
 
     verl's uuid strings arrive as an object array; pandas' hash-based factorize is about 5x faster on them than
     numpy's sort-based unique (pandas is imported here, not at module level, to keep `import verl` light).
     """
-    if arr.dtype == object:
-        _check_object_labels(arr)
-    if arr.dtype == object and not sort:
-        # A plain dict of the labels: about 2x faster than pandas on uuid strings at every batch size we measured
-        # (16 to 16384 samples), and labels only need to be told apart here, not ordered.
-        seen: dict[Any, int] = {}
-        try:
-            return np.fromiter((seen.setdefault(x, len(seen)) for x in arr.tolist()), dtype=np.int64, count=arr.size)
-        except TypeError:  # unreachable after _check_object_labels; kept as the message for a new label type
-            raise ValueError("group ids must be hashable labels (str, bytes or integers)") from None
-    if arr.dtype == object:
-        import pandas as pd
+    if arr.dtype != object:
+        return np.unique(arr, return_inverse=True)[1].reshape(-1).astype(np.int64), None
+    labels = arr.tolist()
+    _check_label_types(labels)
+    if not sort:
+        return _first_appearance_codes(arr, labels)
+    import pandas as pd
 
-        try:
-            return np.asarray(pd.factorize(arr, sort=sort, use_na_sentinel=False)[0], dtype=np.int64)
-        except TypeError:  # one kind of label is always orderable; kept as the message for a new label type
-            raise ValueError("group ids must be orderable labels (str, bytes or integers)") from None
-    return np.unique(arr, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    try:
+        return np.asarray(pd.factorize(arr, sort=True, use_na_sentinel=False)[0], dtype=np.int64), None
+    except TypeError:  # one kind of label is always orderable; kept as the message for a new label type
+        raise ValueError("group ids must be orderable labels (str, bytes or integers)") from None
+
+
+def _first_appearance_codes(arr: np.ndarray, labels: list[Any]) -> tuple[np.ndarray, bool | None]:
+    """Codes in order of first appearance of an object array of labels of one kind (`labels` = arr.tolist()),
+    and True when every group is one contiguous run.
+
+    verl's batch holds each uid's rollout.n samples side by side: when every run of equal labels is a different
+    label, the codes are the run number, found by one vectorized comparison of neighbours; otherwise a dict of
+    the labels (about 2x faster than pandas on uuid strings at every batch size we measured, 16 to 16384).
+    """
+    new_run = np.empty(arr.size, dtype=bool)
+    new_run[:1] = True
+    np.not_equal(arr[1:], arr[:-1], out=new_run[1:])
+    run_labels = arr[new_run].tolist()
+    if len(set(run_labels)) == len(run_labels):
+        return np.cumsum(new_run, dtype=np.int64) - 1, True
+    seen: dict[Any, int] = {}
+    codes = np.fromiter((seen.setdefault(x, len(seen)) for x in labels), dtype=np.int64, count=arr.size)
+    return codes, False
 
 
 def group_layout(
@@ -148,9 +162,11 @@ def group_layout(
         order = torch.argsort(inverse, stable=True)
         target = inverse.device
     else:
-        inverse_np = _factorize(label_array(group_ids), sort=sort)
+        inverse_np, contiguous = _codes(label_array(group_ids), sort)
         counts = np.bincount(inverse_np)
-        if counts.min() == counts.max() and (inverse_np[1:] >= inverse_np[:-1]).all():
+        if contiguous is None:
+            contiguous = bool((inverse_np[1:] >= inverse_np[:-1]).all())
+        if contiguous and (counts == counts[0]).all():
             return counts, [(int(counts[0]), np.arange(counts.size), None)]  # contiguous blocks: no gather needed
         target = torch.device("cpu") if device is None else torch.device(device)
         order = torch.from_numpy(np.argsort(inverse_np, kind="stable")).to(target)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from verl.trainer.ppo import core_algos
 
 from verl_maxpo.estimator_table import ESTIMATORS, OPTION_KEYS, EstimatorSpec, MaxPOOptions
@@ -41,7 +42,8 @@ def _maxpo_block(config: Any) -> dict[str, Any] | None:
     if section is None:
         return None
     if isinstance(section, DictConfig):
-        return OmegaConf.to_container(section, resolve=True)
+        items = _plain_items(section)
+        return OmegaConf.to_container(section, resolve=True) if items is None else dict(items)
     if isinstance(section, Mapping):
         return dict(section)
     shown = OmegaConf.to_container(section) if isinstance(section, ListConfig) else section
@@ -49,6 +51,29 @@ def _maxpo_block(config: Any) -> dict[str, Any] | None:
         f"algorithm.maxpo must be a mapping with keys {', '.join(OPTION_KEYS)} (e.g. +algorithm.maxpo.k=4), "
         f"got {shown!r} ({type(section).__name__})"
     )
+
+
+def _plain_items(section: DictConfig) -> list[tuple[Any, Any]] | None:
+    """The block's (key, value) items when every value is a plain scalar, else None (then `to_container`
+    resolves them).
+
+    verl calls the estimator every step with the same block: `items_ex(resolve=False)` reads the raw values in a
+    third of the time of `OmegaConf.to_container(resolve=True)`, which is the dominant cost of a small-batch call.
+    An interpolation or `???` (a str here), a nested list (rank_weights) or an empty, missing or interpolated
+    block (no items) takes the resolving path, so what is returned is always what resolution would give.
+    """
+    try:
+        items = section.items_ex(resolve=False)
+    except (OmegaConfBaseException, TypeError):  # a None or missing block: the resolving path says what is wrong
+        return None
+    if not items:
+        return None
+    for _, value in items:
+        if isinstance(value, (DictConfig, ListConfig)):
+            return None
+        if isinstance(value, str) and ("${" in value or value == "???"):
+            return None
+    return items
 
 
 def read_options(config: Any, estimator: str = "maxpo") -> MaxPOOptions:
@@ -60,6 +85,34 @@ def read_options(config: Any, estimator: str = "maxpo") -> MaxPOOptions:
             estimator does not read is set; the message names the option (`algorithm.maxpo.k`, ...).
     """
     return MaxPOOptions.parse(_maxpo_block(config), estimator)
+
+
+CallPlan = tuple[MaxPOOptions, tuple[Any, ...], dict[str, Any]]
+_PLANS: dict[tuple[Any, ...], CallPlan] = {}
+_MAX_PLANS = 256
+
+
+def _call_plan(config: Any, estimator: str) -> CallPlan:
+    """(options, positional args, keyword args) of `estimator` for this config, validated once per block content.
+
+    The key is the block's raw items plus each value's type (2 and 2.0, 1 and True hash alike but validate
+    differently), read afresh on every call: a config edited between calls gets a new plan, never a stale one.
+    Blocks with interpolations, lists or no plain items, and non-DictConfig configs, are parsed on every call.
+    """
+    if isinstance(config, DictConfig):
+        section = config.get("maxpo", None)
+        items = _plain_items(section) if isinstance(section, DictConfig) else None
+        if items is not None:
+            key = (estimator, tuple(items), tuple(type(value) for _, value in items))
+            plan = _PLANS.get(key)
+            if plan is None:
+                options = MaxPOOptions.parse(dict(items), estimator)  # raises on a bad block: nothing is cached
+                if len(_PLANS) >= _MAX_PLANS:
+                    _PLANS.clear()
+                plan = _PLANS[key] = (options, *options.call_args(estimator))
+            return plan
+    options = read_options(config, estimator)
+    return (options, *options.call_args(estimator))
 
 
 def _check_batch(name: str, token_level_rewards: Any, response_mask: Any, index: Any) -> None:
@@ -87,6 +140,7 @@ def _check_batch(name: str, token_level_rewards: Any, response_mask: Any, index:
 def _verl_estimator(spec: EstimatorSpec) -> VerlEstimator:
     """verl's estimator signature around one table entry."""
     name = spec.name
+    estimator_fn = spec.fn  # resolved once: the property imports by dotted path
 
     def compute(
         token_level_rewards: torch.Tensor,
@@ -96,12 +150,11 @@ def _verl_estimator(spec: EstimatorSpec) -> VerlEstimator:
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         _check_batch(name, token_level_rewards, response_mask, index)
-        options = read_options(config, name)
-        args, fn_kwargs = options.call_args(name)
+        options, args, fn_kwargs = _call_plan(config, name)
         with torch.no_grad():
             scores = token_level_rewards.sum(dim=-1)
             try:
-                scalars = spec.fn(scores, index, *args, **fn_kwargs)
+                scalars = estimator_fn(scores, index, *args, **fn_kwargs)
             except GroupTooSmallError as err:
                 raise ValueError(f"{err} {_fix_hint(spec, options.k)}") from None
             advantages = scalars.unsqueeze(-1) * response_mask
