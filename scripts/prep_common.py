@@ -22,6 +22,12 @@ from pathlib import Path
 from typing import Any
 
 try:
+    from verl_maxpo.outputs import OutputError, check_out, check_separate, owned_files, publish
+except ModuleNotFoundError:  # run from a checkout without installing the package: use the checkout's copy
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from verl_maxpo.outputs import OutputError, check_out, check_separate, owned_files, publish
+
+try:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm import tqdm
@@ -336,8 +342,10 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- command line
 
 
-def base_parser(description: str, default_out: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description)
+def base_parser(description: str, default_out: str, command: str) -> argparse.ArgumentParser:
+    """The options every prep script shares; `command` (the script's name) is recorded in its output manifest."""
+    parser = argparse.ArgumentParser(prog=command, description=description)
+    parser.set_defaults(command=command)
     parser.add_argument(
         "--local-dir",
         default=None,
@@ -350,51 +358,52 @@ def base_parser(description: str, default_out: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-rows", type=int, default=None, help="keep at most this many rows per split (smoke tests)"
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty --out-dir this script did not write (its files are never removed or overwritten)",
+    )
     return parser
 
 
-def _unwritable(out_dir: Path) -> str | None:
-    """Why `out_dir` cannot receive the output files, or None; checked before any row is read."""
-    probe = out_dir
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is not a directory" if probe != out_dir else "it exists and is not a directory"
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return f"{probe} is not writable"
-    return None
-
-
 def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Refuse bad options before any row is read: a missing --local-dir, an --out-dir that is empty, unusable or
+    overlaps --local-dir (the same folder, one inside the other, or the same via a symlink)."""
     if args.local_dir is not None and not Path(args.local_dir).expanduser().is_dir():
         parser.error(f"--local-dir {args.local_dir} is not a directory")
     if args.max_rows is not None and args.max_rows < 1:
         parser.error("--max-rows must be at least 1")
-    reason = _unwritable(Path(args.out_dir).expanduser())
-    if reason:
-        parser.error(f"--out-dir {args.out_dir}: {reason}")
+    try:
+        check_out(args.out_dir, args.command, args.force, what="--out-dir")
+        if args.local_dir is not None:
+            check_separate(args.local_dir, args.out_dir, "--local-dir", "--out-dir")
+    except OutputError as err:
+        parser.error(str(err))
 
 
-def finish_split(rows: list[dict[str, Any]], report: SplitReport, out_dir: Path) -> int:
-    """Print the split's report and write it; returns 1 (failure) when nothing usable was left or writing failed.
-
-    A split with no usable rows also removes its file from an earlier run, so the folder never pairs this run's
-    other split with a stale one.
-    """
+def finish_split(
+    rows: list[dict[str, Any]], report: SplitReport, out_dir: Path, shown: Path | None = None, command: str = ""
+) -> int:
+    """Print the split's report and write it into `out_dir` (a stage; `shown` is where it will be published);
+    returns 1 (failure) when nothing usable was left or writing failed. A split with no usable rows is not in the
+    stage, so publishing removes its file from an earlier run: the folder never pairs this run's split with a stale
+    one."""
     print(report.summary(), flush=True)
     path = out_dir / f"{report.split}.parquet"
     if not rows:
-        print(f"error: no usable {report.split} rows; nothing written", file=sys.stderr)
-        if path.is_file():
-            path.unlink()
-            print(f"error: removed {path} from an earlier run, so it is not mistaken for this one", file=sys.stderr)
+        print(f"error: no usable {report.split} rows; nothing written for it", file=sys.stderr)
+        if shown is not None and path.name in owned_files(shown, command):
+            print(
+                f"error: removed {shown / path.name} from an earlier run, so it is not mistaken for this one",
+                file=sys.stderr,
+            )
         return 1
     try:
         write_parquet(rows, path)
     except (OSError, pa.ArrowException) as err:
         print(f"error: could not write {path}: {err}", file=sys.stderr)
         return 1
-    print(f"[{report.split}] wrote {path}", flush=True)
+    print(f"[{report.split}] wrote {(shown or out_dir) / path.name}", flush=True)
     return 0
 
 
@@ -420,6 +429,14 @@ def convert_splits(
         print(f"error: {err}\nnothing written", file=sys.stderr)
         return 1
     status = 0
-    for rows, report in converted:
-        status |= finish_split(rows, report, out_dir)
+    try:
+        with publish(out_dir, args.command, args.force, what="--out-dir") as out:
+            for rows, report in converted:
+                status |= finish_split(rows, report, out.stage, out.target, args.command)
+    except OutputError as err:
+        print(f"error: {err}\nnothing written", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted; {out_dir} left as it was", file=sys.stderr)
+        return 130
     return status

@@ -153,7 +153,7 @@ def eurus_row(row: dict[str, Any], split: str, index: int, max_tests: int) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = base_parser(__doc__.splitlines()[0], "~/data/verl-maxpo/code")
+    parser = base_parser(__doc__.splitlines()[0], "~/data/verl-maxpo/code", "prepare_code")
     parser.add_argument(
         "--source", choices=sorted(SOURCES), default="code_contests", help="problem set (code_contests)"
     )

@@ -47,7 +47,7 @@ def convert(row: dict[str, Any], split: str, index: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = base_parser(__doc__.splitlines()[0], "~/data/verl-maxpo/gsm8k")
+    parser = base_parser(__doc__.splitlines()[0], "~/data/verl-maxpo/gsm8k", "prepare_gsm8k")
     args = parser.parse_args(argv)
     check_args(args, parser)
     return convert_splits(args, [(split, HUB_ID, split) for split in ("train", "test")], convert, subset=SUBSET)

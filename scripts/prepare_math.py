@@ -65,7 +65,7 @@ def convert(row: dict[str, Any], split: str, index: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = base_parser(__doc__.splitlines()[0], "~/data/verl-maxpo/math")
+    parser = base_parser(__doc__.splitlines()[0], "~/data/verl-maxpo/math", "prepare_math")
     parser.add_argument(
         "--test-set",
         choices=sorted(TEST_HUB_IDS),

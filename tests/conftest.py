@@ -23,6 +23,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _empty_working_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in an empty folder of its own: no test may depend on what the current folder holds (the
+    README's main job, run first in the same checkout, leaves `maxpo_demo/` there; `.ci/run` does the same)."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @dataclass
 class Outcome:
     code: int

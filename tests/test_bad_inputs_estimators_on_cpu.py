@@ -37,15 +37,17 @@ def _struct(data: dict):
     return cfg
 
 
+VALID_KEYS = "valid keys: k, norm_by_std, objective, m, rank_weights, kernel"
+
 # (id, estimator, config, batch change, needles that the ValueError must contain)
 ADAPTER_REFUSED = [
-    ("block-is-int", "maxpo", {"maxpo": 8}, None, ["algorithm.maxpo must be a mapping", "k, norm_by_std"]),
-    ("block-is-int-omegaconf", "maxpo", _struct({"maxpo": 8}), None, ["must be a mapping", "k, norm_by_std"]),
+    ("block-is-int", "maxpo", {"maxpo": 8}, None, ["algorithm.maxpo must be a mapping", VALID_KEYS[12:]]),
+    ("block-is-int-omegaconf", "maxpo", _struct({"maxpo": 8}), None, ["must be a mapping", VALID_KEYS[12:]]),
     ("block-is-string", "maxpo", {"maxpo": "k=4"}, None, ["must be a mapping", "'k=4'"]),
     ("block-is-list", "pkpo", {"maxpo": [4]}, None, ["must be a mapping"]),
     ("block-is-true", "pkpo_loo", {"maxpo": True}, None, ["must be a mapping"]),
-    ("key-K-uppercase", "maxpo", {"maxpo": {"K": 8}}, None, ["unknown key(s) K", "valid keys: k, norm_by_std"]),
-    ("key-kk", "maxpo", _struct({"maxpo": {"kk": 8}}), None, ["unknown key(s) kk", "valid keys: k, norm_by_std"]),
+    ("key-K-uppercase", "maxpo", {"maxpo": {"K": 8}}, None, ["unknown key(s) K", VALID_KEYS]),
+    ("key-kk", "maxpo", _struct({"maxpo": {"kk": 8}}), None, ["unknown key(s) kk", VALID_KEYS]),
     ("key-typo-norm", "pkpo", {"maxpo": {"k": 2, "norm_by_sd": True}}, None, ["unknown key(s) norm_by_sd"]),
     ("k-zero", "maxpo", {"maxpo": {"k": 0}}, None, ["algorithm.maxpo.k", ">= 1"]),
     ("k-negative", "pkpo_loo", {"maxpo": {"k": -2}}, None, ["algorithm.maxpo.k", ">= 1"]),
@@ -80,7 +82,7 @@ def _call(estimator: str, config, change: dict | None):
         batch["index"] = index
     for j in range(change.get("nan", 0)):
         batch["token_level_rewards"][j, 0] = float("nan") if j == 0 else float("inf")
-    fn = verl_adapter._ESTIMATORS.get(estimator)
+    fn = verl_adapter.VERL_FUNCTIONS.get(estimator)
     if fn is None:
         pytest.fail(f"OTHER: no estimator {estimator!r} registered")
     return fn(**batch, config=config)
@@ -260,3 +262,110 @@ def _classify_refusal(outcome, needles: list[str]) -> None:
     assert outcome.code != 0, f"SILENT: exit 0\n{outcome.text[-500:]}"
     missing = [n for n in needles if n.lower() not in outcome.text.lower()]
     assert not missing, f"OTHER: message lacks {missing}:\n{outcome.text[-800:]}"
+
+
+# ---------------------------------------------------------------- where rewards, masks and group ids enter
+
+
+def test_adapter_refuses_a_mask_of_another_shape() -> None:
+    batch = _batch()
+    batch["response_mask"] = torch.ones(N_GROUPS * N)  # (bs,): would broadcast to (bs, bs) advantages
+    with pytest.raises(ValueError, match=r"response_mask must have the shape of token_level_rewards \(18, 4\)"):
+        verl_adapter.compute_maxpo_outcome_advantage(**batch, config=None)
+
+
+def test_adapter_refuses_rewards_that_are_not_a_2d_tensor() -> None:
+    batch = _batch()
+    batch["token_level_rewards"] = batch["token_level_rewards"].tolist()
+    with pytest.raises(ValueError, match=r"token_level_rewards must be a \(bs, response_length\) tensor, got list"):
+        verl_adapter.compute_pkpo_outcome_advantage(**batch, config=None)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "big", "needle"),
+    [(torch.float32, 3e38, "advantages overflow float32"), (torch.float64, 1.7e308, "advantages overflow float64")],
+)
+def test_finite_rewards_near_the_dtype_limit_are_an_error_not_inf(dtype, big: float, needle: str) -> None:
+    r = torch.tensor([big, -big, 0.0, big, -big, 0.0], dtype=dtype)
+    with pytest.raises(ValueError, match=needle):
+        estimators.maxpo_advantages(r, [0] * 6, 1)
+
+
+def test_complex_and_non_tensor_rewards_are_refused() -> None:
+    with pytest.raises(ValueError, match="rewards must be real, got a torch.complex64 tensor"):
+        estimators.maxpo_advantages(torch.ones(4, dtype=torch.complex64), [0] * 4, 1)
+    with pytest.raises(TypeError, match="rewards must be a torch.Tensor, got list"):
+        estimators.maxpo_advantages([1.0, 0.0, 0.0], [0] * 3, 1)
+
+
+@pytest.mark.parametrize(
+    ("ids", "needle"),
+    [
+        (np.zeros((3, 2), dtype=np.int64), r"group ids must be 1-D .*shape \(3, 2\)"),
+        (torch.zeros(3, 2, dtype=torch.int64), r"group ids must be 1-D .*shape \(3, 2\)"),
+        ([[0], [0], [1], [1], [2], [2]], "label of type list"),
+        ([b"a", b"a", b"a", "a", "a", "a"], r"group ids mix label types \(bytes, str\)"),
+        ([1, 1, 1, 1.0, 1.0, 1.0], "label of type float"),
+        (np.array([1, 1, 1, "1", "1", "1"], dtype=object), r"group ids mix label types \(int, str\)"),
+        (np.array([None] * 6, dtype=object), "label of type NoneType"),
+        ({"a": 1}, "group ids must be a 1-D numpy array, list or tensor"),
+    ],
+)
+def test_bad_group_ids_are_refused_with_a_message(ids, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        estimators.maxpo_advantages(torch.rand(6), ids, 1)
+
+
+def test_bytes_or_str_labels_alone_are_fine_and_equal() -> None:
+    r = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0])
+    want = estimators.maxpo_advantages(r, [0, 0, 0, 1, 1, 1], 2)
+    for ids in ([b"a"] * 3 + [b"b"] * 3, ["a"] * 3 + ["b"] * 3, np.array(["a"] * 3 + ["b"] * 3, dtype=object)):
+        assert torch.equal(estimators.maxpo_advantages(r, ids, 2), want)
+    assert want.abs().max() > 0.1
+
+
+@pytest.mark.parametrize("name", list(verl_adapter.VERL_FUNCTIONS))
+def test_registered_functions_accept_verls_batch_keywords(name: str) -> None:
+    """verl's open PR 7473 passes batch= and non_tensor_batch= to every estimator: same result."""
+    batch = _batch()
+    config = {"maxpo": {"k": 2}}
+    fn = verl_adapter.VERL_FUNCTIONS[name]
+    plain = fn(**batch, config=config)[0]
+    extra = fn(**batch, config=config, batch={"x": torch.zeros(1)}, non_tensor_batch={"uid": batch["index"]})[0]
+    assert torch.equal(plain, extra) and plain.abs().max() > 0.05
+
+
+@pytest.mark.parametrize(
+    ("estimator", "block", "needles"),
+    [
+        ("maxpo", {"m": 2}, ["algorithm.maxpo.m=2 is only read with algorithm.maxpo.objective=top_m"]),
+        ("maxpo", {"objective": "top_m", "m": 9}, ["algorithm.maxpo.m must be an integer with 1 <= m <= k=4"]),
+        ("maxpo", {"objective": "weights", "rank_weights": [1, 2]}, ["algorithm.maxpo.rank_weights", "k=4 entries"]),
+        ("maxpo", {"objective": "weights", "rank_weights": [0, 0, float("nan"), 1]}, ["rank_weights[2]", "finite"]),
+        ("maxpo", {"objective": "best"}, ["algorithm.maxpo.objective must be one of max, top_m, ml, weights"]),
+        ("pkpo", {"objective": "ml"}, ["algorithm.maxpo.objective='ml' does not apply to pkpo", "max@K only"]),
+        ("pkpo_loo", {"objective": "top_m", "m": 2}, ["does not apply to pkpo_loo"]),
+        ("maxrl", {"norm_by_std": True}, ["algorithm.maxpo.norm_by_std=True does not apply to maxrl"]),
+        ("maxpo", {"kernel": "gpu"}, ["algorithm.maxpo.kernel must be one of auto, matrix, scan"]),
+    ],
+)
+def test_adapter_refuses_objective_options_that_do_not_fit(estimator: str, block: dict, needles: list[str]) -> None:
+    with pytest.raises(ValueError) as err:
+        _call(estimator, {"maxpo": block}, None)
+    missing = [n for n in needles if n not in str(err.value)]
+    assert not missing, f"OTHER: message lacks {missing}: {err.value}"
+
+
+def test_adapter_objective_options_reach_the_core() -> None:
+    batch = _batch()
+    scores = batch["token_level_rewards"].sum(-1)
+    got = _call("maxpo", OmegaConf.create({"maxpo": {"k": 3, "objective": "top_m", "m": 2}}), None)[0][:, -1]
+    want = estimators.maxpo_advantages(scores, batch["index"], 3, objective="top_m", m=2).float()
+    assert torch.equal(got, want)
+    weights = OmegaConf.create({"maxpo": {"k": 2, "objective": "weights", "rank_weights": [0.25, 0.75]}})
+    got = _call("maxpo", weights, None)[0][:, -1]
+    want = estimators.maxpo_advantages(scores, batch["index"], 2, objective="weights", rank_weights=[0.25, 0.75])
+    assert torch.equal(got, want.float()) and got.abs().max() > 0.05
+    # maxrl reads no option; the recipes' k and norm_by_std=false are accepted
+    got = _call("maxrl", {"maxpo": {"k": 4, "norm_by_std": False}}, None)[0][:, -1]
+    assert torch.equal(got, estimators.maxrl_advantages(scores, batch["index"]).float())

@@ -230,8 +230,16 @@ CASES: dict[str, Case] = {
 }
 # Output folders that cannot be written: the earlier run's files must stay as they were.
 OUT_DIR_CASES = {
-    "out_dir_is_a_file": ("a_file", "not a directory"),
-    "out_dir_under_a_file": ("a_file/sub", "not a directory"),
+    "out_dir_is_a_file": ("a_file", "exists and is not a folder"),
+    "out_dir_under_a_file": ("a_file/sub", "is a file, not a writable folder"),
+}
+# --out-dir that would write over (or into) the source itself, or into the current folder by accident.
+OVERLAP_CASES = {
+    "out_dir_is_local_dir": ("{local}", "is --local-dir"),
+    "out_dir_inside_local_dir": ("{local}/out", "is inside --local-dir"),
+    "out_dir_holds_local_dir": ("{root}", "holds --local-dir"),
+    "out_dir_symlink_to_local_dir": ("{root}/link", "is --local-dir"),
+    "out_dir_empty": ("", "--out-dir is empty"),
 }
 
 
@@ -242,10 +250,13 @@ def prep(run_main, monkeypatch: pytest.MonkeyPatch):
     return lambda script, *argv: run_main(importlib.import_module(script.removesuffix(".py")).main, *argv)
 
 
-def earlier_run(out: Path) -> dict[str, bytes]:
+def earlier_run(out: Path, command: str) -> dict[str, bytes]:
+    """The files an earlier run of `command` published (with the outputs manifest that marks them as its own)."""
     out.mkdir(parents=True)
     for split in ("train", "test"):
         (out / f"{split}.parquet").write_bytes(parquet([{"data_source": "EARLIER RUN", "split": split}]))
+    manifest = {"format": 1, "command": command, "files": ["test.parquet", "train.parquet"]}
+    (out / ".verl_maxpo_outputs.json").write_text(json.dumps(manifest))
     return snapshot(out)
 
 
@@ -281,7 +292,7 @@ def test_prep_bad_input(name: str, prep, tmp_path: Path) -> None:
     local.mkdir()
     for filename, data in case.files.items():
         (local / filename).write_bytes(data)
-    before = earlier_run(out)
+    before = earlier_run(out, Path(case.script).stem)
     outcome = prep(case.script, "--local-dir", str(local), "--out-dir", str(out), *case.args)
     if case.expect == "refused":
         assert_clean_refusal(outcome, case.needles, case.code)
@@ -313,3 +324,19 @@ def test_prep_unwritable_out_dir(name: str, prep, tmp_path: Path) -> None:
     outcome = prep("prepare_gsm8k.py", "--local-dir", str(local), "--out-dir", str(tmp_path / target))
     assert_clean_refusal(outcome, ("--out-dir", needle), 2)
     assert snapshot(tmp_path) == before, "LOST: files changed although the run was refused"
+
+
+@pytest.mark.parametrize("name", list(OVERLAP_CASES))
+def test_prep_out_dir_overlapping_source_or_empty(name: str, prep, tmp_path: Path, monkeypatch) -> None:
+    template, needle = OVERLAP_CASES[name]
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "train.jsonl").write_bytes(jsonl(G))
+    (local / "test.jsonl").write_bytes(jsonl(G))
+    (tmp_path / "link").symlink_to(local)
+    monkeypatch.chdir(local)  # an empty --out-dir must not mean "the current folder"
+    before = snapshot(local)
+    out = template.format(local=local, root=tmp_path)
+    outcome = prep("prepare_gsm8k.py", "--local-dir", str(local), "--out-dir", out, "--force")
+    assert_clean_refusal(outcome, (needle,), 2)
+    assert snapshot(local) == before and sorted(p.name for p in tmp_path.iterdir()) == ["link", "local"]

@@ -295,8 +295,10 @@ def test_missing_local_dir_is_a_usage_error(tmp_path):
 
 
 def test_local_dir_without_the_split_names_what_it_searched(tmp_path):
-    (tmp_path / "notes.txt").write_text("not data")
-    proc = run_script("prepare_math.py", "--local-dir", str(tmp_path), "--out-dir", str(tmp_path / "out"))
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "notes.txt").write_text("not data")
+    proc = run_script("prepare_math.py", "--local-dir", str(local), "--out-dir", str(tmp_path / "out"))
     assert proc.returncode != 0 and "no train.parquet/.jsonl/.json" in proc.stderr
     assert not (tmp_path / "out").exists()
 

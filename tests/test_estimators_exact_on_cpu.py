@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from verl_maxpo import estimators
+from verl_maxpo import compute_advantages, estimators
 from verl_maxpo.estimators import (
     GroupTooSmallError,
     max_at_k,
     maxpo_advantages,
+    maxrl_advantages,
     pkpo_advantages,
     pkpo_loo_advantages,
 )
@@ -140,7 +141,7 @@ def test_pkpo_loo_moves_by_minus_shift_over_n_minus_1() -> None:
 
 @pytest.mark.parametrize("fn", [maxpo_advantages, pkpo_advantages, pkpo_loo_advantages])
 @pytest.mark.parametrize("n", [estimators.MATRIX_MAX_N - 1, estimators.MATRIX_MAX_N + 1, 100])
-def test_matrix_and_prefix_sum_paths_agree(fn, n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_matrix_and_prefix_sum_paths_agree(fn, n: int) -> None:
     g = torch.Generator().manual_seed(n)
     rewards = torch.cat([torch.rand(3 * n, generator=g, dtype=torch.float64), (torch.rand(n, generator=g) < 0.1)])
     ids = np.repeat(np.arange(4), n)
@@ -149,10 +150,8 @@ def test_matrix_and_prefix_sum_paths_agree(fn, n: int, monkeypatch: pytest.Monke
         if fn is pkpo_advantages and k == 1:
             continue
         default = fn(rewards, ids, k)
-        monkeypatch.setattr(estimators, "MATRIX_MAX_N", 0 if n <= estimators.MATRIX_MAX_N else 10**6)
-        monkeypatch.setattr(estimators, "_SMALL_PRODUCT", 10**12)  # the matrix path whatever the batch size
-        other = fn(rewards, ids, k)
-        monkeypatch.undo()
+        assert torch.equal(default, fn(rewards, ids, k, kernel="matrix" if n <= estimators.MATRIX_MAX_N else "scan"))
+        other = fn(rewards, ids, k, kernel="scan" if n <= estimators.MATRIX_MAX_N else "matrix")
         torch.testing.assert_close(other, default, atol=1e-12, rtol=0)
         torch.testing.assert_close(fn(rewards[perm], ids[perm.numpy()], k), default[perm], atol=1e-13, rtol=0)
         assert default.abs().max() > 1e-3
@@ -401,3 +400,220 @@ def test_length_mismatch() -> None:
 def test_float_group_ids_rejected() -> None:
     with pytest.raises(ValueError, match="group ids must be integers or strings"):
         maxpo_advantages(torch.rand(4), np.array([0.5, 0.5, 1.5, 1.5]), 1)
+
+
+# ---------------------------------------------------------------- L-statistic objectives (objective=...)
+
+
+def bf_lstat(r: tuple[float, ...], k: int, f) -> np.ndarray:
+    """A_i = q_i - v_-i for any symmetric objective f of k rewards, by enumeration."""
+    out = []
+    for i in range(len(r)):
+        others = r[:i] + r[i + 1 :]
+        q = np.mean([f((r[i], *s)) for s in itertools.combinations(others, k - 1)])
+        v = np.mean([f(s) for s in itertools.combinations(others, k)])
+        out.append(q - v)
+    return np.array(out)
+
+
+def f_top_m(m: int):
+    return lambda s: float(np.mean(sorted(s)[-m:]))
+
+
+def f_ml(s: tuple[float, ...]) -> float:
+    """sum_{j<=k} max@j / j, max@j of the k draws taken as the mean over their j-subsets (not via rank weights)."""
+    return sum(np.mean([max(t) for t in itertools.combinations(s, j)]) / j for j in range(1, len(s) + 1))
+
+
+def f_weights(w: np.ndarray):
+    return lambda s: float(np.dot(w, sorted(s)))
+
+
+def objectives_for(k: int, rng: np.random.Generator) -> list[tuple[dict, object]]:
+    w = rng.normal(size=k)
+    cases = [({"objective": "top_m", "m": m}, f_top_m(m)) for m in range(1, k + 1)]
+    return cases + [({"objective": "ml"}, f_ml), ({"objective": "weights", "rank_weights": w.tolist()}, f_weights(w))]
+
+
+@pytest.mark.parametrize("n", range(2, 10))
+def test_every_objective_equals_enumeration(n: int) -> None:
+    rng = np.random.default_rng(97 * n)
+    worst = 0.0
+    for k in range(1, n):
+        for options, f in objectives_for(k, rng):
+            for kind, r in reward_sets(n, rng).items():
+                got = maxpo_advantages(torch.tensor(r, dtype=torch.float64), [0] * n, k, **options).numpy()
+                want = bf_lstat(r, k, f)
+                np.testing.assert_allclose(got, want, atol=1e-12, err_msg=f"{kind} n={n} k={k} {options}")
+                assert abs(got.sum()) <= 1e-9 * max(1.0, np.abs(got).sum()), "not centered"
+                worst = max(worst, float(np.abs(got - want).max()))
+    assert worst < 1e-12
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_objectives_in_a_mixed_batch_match_per_group_calls_and_sum_to_zero(k: int) -> None:
+    rewards, labels, _ = _mixed_batch(6)
+    rng = np.random.default_rng(k)
+    for options, _ in objectives_for(k, rng):
+        adv = maxpo_advantages(rewards, labels, k, **options)
+        for label in np.unique(labels):
+            sel = torch.from_numpy(labels == label)
+            alone = maxpo_advantages(rewards[sel], labels[sel.numpy()], k, **options)
+            torch.testing.assert_close(adv[sel], alone, atol=1e-14, rtol=0)
+            assert abs(adv[sel].sum().item()) <= 1e-9 * adv[sel].abs().sum().item() + 1e-15
+        assert adv.abs().max() > 1e-3
+
+
+def test_m1_and_max_weights_are_todays_maxpo_bit_for_bit() -> None:
+    rewards, labels, _ = _mixed_batch(7)
+    for k in (1, 2, 4):
+        today = maxpo_advantages(rewards, labels, k)
+        assert torch.equal(maxpo_advantages(rewards, labels, k, objective="top_m", m=1), today)
+        one_hot = [0.0] * (k - 1) + [1.0]
+        assert torch.equal(maxpo_advantages(rewards, labels, k, objective="weights", rank_weights=one_hot), today)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_top_m_with_m_equal_k_is_rloo_over_k(k: int) -> None:
+    rewards, labels, _ = _mixed_batch(8)
+    adv = maxpo_advantages(rewards, labels, k, objective="top_m", m=k)
+    for label in np.unique(labels):
+        sel = torch.from_numpy(labels == label)
+        r = rewards[sel]
+        rloo = r - (r.sum() - r) / (r.numel() - 1)
+        torch.testing.assert_close(adv[sel], rloo / k, atol=1e-14, rtol=0)
+
+
+def test_reference_worked_check_top3_of_5() -> None:
+    r = torch.tensor([0.3, 1.0, 0.0, 0.7, 0.2], dtype=torch.float64)
+    got = maxpo_advantages(r, [0] * 5, 3, objective="top_m", m=3)
+    want = torch.tensor([-0.058333333333, 0.233333333333, -0.183333333333, 0.108333333333, -0.1], dtype=torch.float64)
+    torch.testing.assert_close(got, want, atol=1e-11, rtol=0)
+
+
+def test_ml_rank_weights_closed_form() -> None:
+    from verl_maxpo.lstat import objective_weights
+
+    for k in range(1, 9):
+        w = objective_weights(k, "ml")
+        s = tuple(np.random.default_rng(k).normal(size=k))
+        assert np.dot(w, sorted(s)) == pytest.approx(f_ml(s), abs=1e-12)
+        assert w == tuple(1 / (k - j + 1) for j in range(1, k + 1))
+
+
+# n = 8, K = 4, one success: every objective's advantage, exactly (docs/algorithm.md shows the same table)
+WORKED = [
+    ({"objective": "max"}, 1.0, -1 / 7),
+    ({"objective": "top_m", "m": 2}, 1 / 2, -1 / 14),
+    ({"objective": "ml"}, 1.0, -1 / 7),  # one success: f(S) is 1 exactly when S holds it, as for max
+    ({"objective": "weights", "rank_weights": [0.1, 0.2, 0.3, 0.4]}, 2 / 5, -2 / 35),
+]
+
+
+@pytest.mark.parametrize(("options", "success", "failure"), WORKED)
+def test_worked_example_one_success_of_eight(options: dict, success: float, failure: float) -> None:
+    r = torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0], dtype=torch.float64)
+    got = compute_advantages(r, ["p"] * 8, k=4, **options)
+    torch.testing.assert_close(got, torch.tensor([success] + [failure] * 7, dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+def test_ml_differs_from_max_with_two_successes() -> None:
+    r = torch.tensor([1.0, 1, 0, 0, 0, 0, 0, 0], dtype=torch.float64)
+    ml = maxpo_advantages(r, [0] * 8, 4, objective="ml").numpy()
+    np.testing.assert_allclose(ml, bf_lstat(tuple(r.tolist()), 4, f_ml), atol=1e-12)
+    assert not np.allclose(ml, maxpo_advantages(r, [0] * 8, 4).numpy())
+
+
+@pytest.mark.parametrize("objective", [{"objective": "top_m", "m": 3}, {"objective": "ml"}])
+@pytest.mark.parametrize("n", [40, estimators.MATRIX_MAX_N + 1])
+def test_objective_kernels_agree(objective: dict, n: int) -> None:
+    g = torch.Generator().manual_seed(n)
+    rewards = torch.rand(3 * n, generator=g, dtype=torch.float64)
+    ids = np.repeat(np.arange(3), n)
+    for k in (3, 7, n - 1):
+        a = maxpo_advantages(rewards, ids, k, kernel="matrix", **objective)
+        b = maxpo_advantages(rewards, ids, k, kernel="scan", **objective)
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+        assert a.abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("options", [{"objective": "top_m", "m": 2}, {"objective": "ml"}])
+@pytest.mark.parametrize("k", [8, 64, 512])
+def test_objectives_n1024_finite_and_centered(options: dict, k: int) -> None:
+    rewards = torch.randn(1024, generator=torch.Generator().manual_seed(k), dtype=torch.float64) * 3 + 10
+    adv = maxpo_advantages(rewards, [0] * 1024, k, **options)
+    assert torch.isfinite(adv).all()
+    assert abs(adv.sum().item()) <= 1e-9 * adv.abs().sum().item()
+
+
+# ---------------------------------------------------------------- maxrl
+
+
+def test_maxrl_formula_and_the_all_zero_group() -> None:
+    r = torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0] + [0.0] * 4 + [0.5, 1.0, 0.0, 0.5], dtype=torch.float64)
+    ids = [0] * 8 + [1] * 4 + [2] * 4
+    got = maxrl_advantages(r, ids)
+    want = [(x - 1 / 8) / (1 / 8 + 1e-6) for x in r[:8].tolist()] + [0.0] * 4
+    want += [(x - 0.5) / (0.5 + 1e-6) for x in r[12:].tolist()]
+    torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert got[0].item() == pytest.approx(7.0, rel=1e-5) and got[1].item() == pytest.approx(-1.0, rel=1e-5)
+    for g in range(3):
+        assert abs(got[torch.tensor(ids) == g].sum().item()) < 1e-12  # centered
+
+
+def test_maxrl_refuses_negative_rewards_and_groups_of_one() -> None:
+    with pytest.raises(ValueError, match=r"maxrl is defined for success rewards >= 0.*1 of 4 rewards are negative"):
+        maxrl_advantages(torch.tensor([1.0, -0.5, 0.0, 1.0]), [0, 0, 1, 1])
+    with pytest.raises(GroupTooSmallError, match=r"maxrl needs at least 2 samples per group.*smallest group size: 1"):
+        maxrl_advantages(torch.tensor([1.0, 0.0, 1.0]), [0, 0, 1])
+
+
+def test_maxrl_through_compute_advantages_ignores_k() -> None:
+    r = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
+    ids = ["a"] * 3 + ["b"] * 3
+    want = maxrl_advantages(r, ids)
+    torch.testing.assert_close(want, torch.tensor([2.0, -1, -1, 0.5, 0.5, -1]), atol=1e-5, rtol=0)
+    assert torch.equal(compute_advantages(r, ids, estimator="maxrl"), want)
+    assert torch.equal(compute_advantages(r, ids, estimator="maxrl", k=2), want)
+
+
+# ---------------------------------------------------------------- the public entry point
+
+
+def test_compute_advantages_reads_the_table() -> None:
+    rewards, labels, _ = _mixed_batch(9)
+    assert torch.equal(compute_advantages(rewards, labels), maxpo_advantages(rewards, labels, 4))
+    assert torch.equal(compute_advantages(rewards, labels, estimator="pkpo", k=3), pkpo_advantages(rewards, labels, 3))
+    assert torch.equal(
+        compute_advantages(rewards, labels, estimator="pkpo_loo", k=2, norm_by_std=True),
+        pkpo_loo_advantages(rewards, labels, 2, norm_by_std=True),
+    )
+    assert torch.equal(
+        compute_advantages(rewards, labels, k=3, objective="top_m", m=2),
+        maxpo_advantages(rewards, labels, 3, objective="top_m", m=2),
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"estimator": "grpo"}, "estimator must be one of maxpo, pkpo, pkpo_loo, maxrl"),
+        ({"m": 2}, r"m=2 is only read with objective=top_m"),
+        ({"objective": "top_m"}, r"objective=top_m needs m"),
+        ({"objective": "top_m", "m": 5}, r"m must be an integer with 1 <= m <= k=4"),
+        ({"objective": "top_m", "m": 2.0}, r"m must be an integer"),
+        ({"objective": "weights", "rank_weights": [1.0, 2.0]}, r"rank_weights must have k=4 entries"),
+        ({"objective": "weights", "rank_weights": [0, 0, float("nan"), 1]}, r"rank_weights\[2\] must be a finite"),
+        ({"objective": "weights"}, r"objective=weights needs rank_weights"),
+        ({"rank_weights": [0, 0, 0, 1]}, r"rank_weights is only read with objective=weights"),
+        ({"objective": "mean"}, r"objective must be one of max, top_m, ml, weights"),
+        ({"estimator": "pkpo", "objective": "ml"}, r"objective='ml' does not apply to pkpo.*max@K only"),
+        ({"estimator": "pkpo_loo", "objective": "top_m", "m": 2}, r"does not apply to pkpo_loo"),
+        ({"estimator": "maxrl", "norm_by_std": True}, r"norm_by_std=True does not apply to maxrl"),
+        ({"kernel": "fast"}, r"kernel must be one of auto, matrix, scan"),
+        ({"k": 0}, r"k must be an integer >= 1"),
+    ],
+)
+def test_compute_advantages_refuses_with_the_argument_name(kwargs: dict, pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        compute_advantages(torch.rand(10), [0] * 5 + [1] * 5, **kwargs)

@@ -1,4 +1,5 @@
-"""Unbiasedness, checked exactly: enumerate every outcome tuple of a small categorical policy.
+"""Unbiasedness, checked exactly: enumerate every outcome tuple of a small categorical policy (no sampling; the
+Monte-Carlo check of the same claims lives in test_estimators_mc_on_cpu.py).
 
 For a softmax policy pi(theta) over m outcomes with reward R[y], the max@k objective is
 J_k = E[max(R[Y_1..Y_k])]; its exact gradient comes from autograd over all m^k k-tuples. The estimator's
@@ -8,6 +9,7 @@ one batched estimator call (one group per tuple). No sampling anywhere.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import pytest
@@ -91,3 +93,37 @@ def test_a_biased_baseline_is_detected() -> None:
     expected = expected_estimate(THETA, reward, 5, 1, mean_baseline)
     exact = exact_grad_max_at_k(THETA, reward, 1)
     assert (expected - exact).abs().max() > 1e-3
+
+
+def exact_grad_lstat(theta: torch.Tensor, reward: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Exact gradient of E[sum_j w_j Y_(j)] over k = len(w) i.i.d. draws (all m^k tuples, autograd)."""
+    theta = theta.clone().requires_grad_(True)
+    pi = torch.softmax(theta, 0)
+    tuples = torch.tensor(list(itertools.product(range(len(reward)), repeat=len(w))))
+    objective = (pi[tuples].prod(dim=1) * (reward[tuples].sort(dim=1).values @ w)).sum()
+    (grad,) = torch.autograd.grad(objective, theta)
+    return grad
+
+
+def _lstat_cases(k: int) -> list[tuple[dict, torch.Tensor]]:
+    f64 = torch.float64
+    top = [
+        ({"objective": "top_m", "m": m}, torch.tensor([0.0] * (k - m) + [1 / m] * m, dtype=f64))
+        for m in range(2, k + 1)
+    ]
+    ml = ({"objective": "ml"}, torch.tensor([1 / (k - j + 1) for j in range(1, k + 1)], dtype=f64))
+    w = torch.linspace(-0.5, 1.0, k, dtype=f64)
+    return [*top, ml, ({"objective": "weights", "rank_weights": w.tolist()}, w)]
+
+
+@pytest.mark.parametrize(("n", "k"), [(n, k) for n in (3, 5) for k in range(2, n)])
+@pytest.mark.parametrize("table", list(REWARD_TABLES))
+def test_every_objective_is_unbiased_for_its_own_gradient(n: int, k: int, table: str) -> None:
+    reward = REWARD_TABLES[table]
+    for options, w in _lstat_cases(k):
+        fn = functools.partial(maxpo_advantages, **options)
+        expected = expected_estimate(THETA, reward, n, k, fn)
+        exact = exact_grad_lstat(THETA, reward, w)
+        assert exact.abs().max() > 1e-4
+        torch.testing.assert_close(expected, exact, atol=1e-12, rtol=1e-10, msg=f"{options}")
+        assert (exact - exact_grad_max_at_k(THETA, reward, k)).abs().max() > 1e-6  # not max@K's: the check can fail

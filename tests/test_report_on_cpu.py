@@ -226,13 +226,14 @@ def test_files_default_ks_layouts_and_training_log(tmp_path: Path, capsys: pytes
     assert code == 0
     assert "| maxpo | 8 |" in stdout and str(out / "report.md") in stdout
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == sorted([f"{kind}_at_{k}.png" for kind in ("max", "pass") for k in (1, 3, 6)] + ["training.png"])
+    # 0/1 scores: max@k is pass@k, so one set of curves (pass@k) and one column per k.
+    assert pngs == ["pass_at_1.png", "pass_at_3.png", "pass_at_6.png", "training.png"]
     for name in pngs:
         data = (out / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000
     markdown = (out / "report.md").read_text(encoding="utf-8")
     assert markdown.startswith("# MaxPO A/B report") and "How to read this" in markdown
-    assert "| run | step | max@1 | pass@1 | max@3 | pass@3 | max@6 | pass@6 |" in markdown
+    assert "| run | step | pass@1 | pass@3 | pass@6 |" in markdown and "max@" not in markdown.split("## Runs")[1]
     assert "Each config has a single seed" in markdown and "![training](training.png)" in markdown
 
     # The same through the Python API, pointing at the val/ folder itself: named after the run, log still found.

@@ -259,4 +259,4 @@ def test_options_follow_interpolations_and_later_edits_of_the_config() -> None:
     torch.testing.assert_close(_run(cfg), _run({"maxpo": {"k": 3}}))
     cfg.maxpo.norm_by_std = True
     torch.testing.assert_close(_run(cfg), _run({"maxpo": {"k": 3, "norm_by_std": True}}))
-    assert verl_adapter.maxpo_options(OmegaConf.create({"maxpo": None})) == (4, False)
+    assert verl_adapter.read_options(OmegaConf.create({"maxpo": None})) == verl_adapter.MaxPOOptions()

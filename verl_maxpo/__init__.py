@@ -1,10 +1,26 @@
-"""verl-maxpo: MaxPO, the leave-two-out max@K policy-gradient estimator (arXiv 2606.06080), for verl.
+"""verl-maxpo: MaxPO, the leave-two-out max@K policy-gradient estimator (arXiv 2606.06080), for verl and beyond.
 
-The math (`verl_maxpo.estimators`) imports no verl; `verl_maxpo.verl_adapter` registers the estimators
-`maxpo`, `pkpo` and `pkpo_loo` with verl, which happens automatically through the `verl.plugins` entry point.
+The math (`verl_maxpo.estimators`, `verl_maxpo.lstat`) imports no verl; `verl_maxpo.estimator_table` lists every
+estimator once; `verl_maxpo.verl_adapter` registers them with verl, which happens automatically through the
+`verl.plugins` entry point. Other frameworks call `compute_advantages`.
 """
 
-from verl_maxpo.estimators import max_at_k, maxpo_advantages, pkpo_advantages, pkpo_loo_advantages
+from verl_maxpo.api import compute_advantages
+from verl_maxpo.estimators import (
+    max_at_k,
+    maxpo_advantages,
+    maxrl_advantages,
+    pkpo_advantages,
+    pkpo_loo_advantages,
+)
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "max_at_k", "maxpo_advantages", "pkpo_advantages", "pkpo_loo_advantages"]
+__all__ = [
+    "__version__",
+    "compute_advantages",
+    "max_at_k",
+    "maxpo_advantages",
+    "maxrl_advantages",
+    "pkpo_advantages",
+    "pkpo_loo_advantages",
+]

@@ -1,4 +1,5 @@
-"""`verl-maxpo bench`: the cost of `maxpo`/`pkpo`/`pkpo_loo` against verl's built-in outcome estimators.
+"""`verl-maxpo bench`: the cost of our estimators (one row per A/B arm of the estimator table, so one per maxpo
+objective, plus a bench-only `maxpo_weights` row) against verl's built-in outcome estimators.
 
 Every estimator is looked up in verl's registry (`core_algos.get_adv_estimator_fn`) and called the way verl's
 trainer calls it: token_level_rewards (B, L), response_mask (B, L), index (B,) numpy object array of uuid strings
@@ -38,10 +39,16 @@ import numpy as np
 import torch
 
 from verl_maxpo.cli_args import flat_names, int_at_least
+from verl_maxpo.estimator_table import ARMS
+from verl_maxpo.estimator_table import ESTIMATORS as TABLE
 
 __all__ = ["ESTIMATORS", "main", "make_inputs", "peak_rss_growth", "run_bench"]
 
-ESTIMATORS = ("maxpo", "pkpo", "pkpo_loo", "grpo", "grpo_vectorized", "rloo", "rloo_vectorized", "grpo_passk")
+# Rows of ours: every A/B arm of the table whose estimator is ours (one per objective for maxpo), plus one
+# bench-only maxpo row with general rank weights; then verl's own outcome estimators.
+BENCH_ONLY = {"maxpo_weights": ("maxpo", {"objective": "weights"})}  # rank_weights (1..k)/k, set per k
+OURS = (*(name for name, arm in ARMS.items() if arm.estimator in TABLE), *BENCH_ONLY)
+ESTIMATORS = (*OURS, "grpo", "grpo_vectorized", "rloo", "rloo_vectorized", "grpo_passk")
 BASELINE = "grpo_vectorized"
 DEFAULT_SHAPES = ((1024, 16), (256, 64), (64, 256), (16, 1024))
 QUICK_SHAPES = ((16, 8), (4, 32))
@@ -57,11 +64,23 @@ MIN_REPEATS = 3
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 
-def algorithm_config(k: int) -> Any:
-    """The algorithm section verl hands to estimators: GRPO's std switch on (verl's default) plus MaxPO's block."""
+def _target(name: str) -> tuple[str, dict[str, Any]]:
+    """(verl estimator name, fixed algorithm.maxpo options) of a bench row: an arm, a bench-only row or verl's."""
+    if name in BENCH_ONLY:
+        return BENCH_ONLY[name]
+    arm = ARMS.get(name)
+    return (arm.estimator, dict(arm.options)) if arm is not None else (name, {})
+
+
+def algorithm_config(k: int, name: str = "maxpo") -> Any:
+    """The algorithm section verl hands to estimators: GRPO's std switch on (verl's default) plus MaxPO's block
+    with the row's own options (objective, m, rank_weights)."""
     from omegaconf import OmegaConf
 
-    return OmegaConf.create({"norm_adv_by_std_in_grpo": True, "maxpo": {"k": k, "norm_by_std": False}})
+    options = {"k": k, "norm_by_std": False, **_target(name)[1]}
+    if options.get("objective") == "weights":
+        options["rank_weights"] = [j / k for j in range(1, k + 1)]
+    return OmegaConf.create({"norm_adv_by_std_in_grpo": True, "maxpo": options})
 
 
 def make_inputs(groups: int, n: int, length: int, device: str | torch.device = "cpu", seed: int = 0) -> dict[str, Any]:
@@ -92,7 +111,7 @@ def _estimator(name: str) -> Callable[..., Any]:
 
     import verl_maxpo.verl_adapter  # noqa: F401  (registers maxpo/pkpo even without the entry point)
 
-    return core_algos.get_adv_estimator_fn(name)
+    return core_algos.get_adv_estimator_fn(_target(name)[0])
 
 
 def _sync(device: str) -> None:
@@ -189,7 +208,6 @@ def _memory_worker() -> None:
 
     tuned = _tune_malloc()
     torch.set_num_threads(spec["threads"])
-    config = algorithm_config(spec["k"])
     rows = []
     jobs = [(g, n, name) for g, n in spec["shapes"] for name in spec["estimators"]]
     batch_key, batch = None, None
@@ -197,9 +215,9 @@ def _memory_worker() -> None:
         if batch_key != (g, n):
             batch, batch_key = make_inputs(g, n, spec["length"], "cpu", spec["seed"]), (g, n)
         try:
-            fn = _estimator(name)
+            fn, config = _estimator(name), algorithm_config(spec["k"], name)
             fn(**batch, config=config)  # warm-up: lazy imports and caches are not the call's cost
-            used = peak_rss_growth(lambda fn=fn, batch=batch: fn(**batch, config=config))
+            used = peak_rss_growth(lambda fn=fn, batch=batch, config=config: fn(**batch, config=config))
         except Exception as err:  # noqa: BLE001  reported in the table, the bench goes on
             used = f"{type(err).__name__}: {err}"
         rows.append([g, n, name, used])
@@ -294,7 +312,6 @@ def run_bench(
     """
     from tqdm import tqdm
 
-    config = algorithm_config(k)
     result: dict[str, Any] = {
         "env": {
             "torch": torch.__version__,
@@ -329,6 +346,7 @@ def run_bench(
                 row: dict[str, Any] = {"device": device, "groups": g, "n": n, "batch": g * n, "estimator": name}
                 row.update(median_s=None, repeats=0, error=None, peak_extra_bytes=None)
                 try:
+                    config = algorithm_config(k, name)
                     row["median_s"], times = time_estimator(name, batch, config, device, repeats)
                     row["repeats"] = len(times)
                     if memory and device.startswith("cuda"):
@@ -410,7 +428,7 @@ def format_tables(result: dict[str, Any]) -> str:
 
 
 def _known_estimators() -> list[str]:
-    """Our estimators first, then every other name in verl's registry (in its order)."""
+    """Our rows first, then every other name in verl's registry (in its order)."""
     from verl.trainer.ppo import core_algos
 
     import verl_maxpo.verl_adapter  # noqa: F401  (registers ours)
@@ -421,8 +439,8 @@ def _known_estimators() -> list[str]:
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="verl-maxpo bench",
-        description="Time maxpo/pkpo/pkpo_loo against verl's grpo, grpo_vectorized, rloo, rloo_vectorized, grpo_passk "
-        "through verl's estimator registry, with peak extra memory, on CPU and CUDA when present.",
+        description=f"Time {', '.join(OURS)} against verl's grpo, grpo_vectorized, rloo, rloo_vectorized, "
+        "grpo_passk through verl's estimator registry, with peak extra memory, on CPU and CUDA when present.",
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds; for tests and smoke checks)")
     p.add_argument(
@@ -436,7 +454,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="subset to time, space- or comma-separated (any name in verl's registry)",
     )
-    p.add_argument("--k", type=int_at_least(1), default=4, help="algorithm.maxpo.k for maxpo/pkpo/pkpo_loo (default 4)")
+    p.add_argument("--k", type=int_at_least(1), default=4, help="algorithm.maxpo.k of our rows (default 4)")
     p.add_argument(
         "--response-length", type=int_at_least(1), default=None, help="L of the (B, L) tensors (default 256)"
     )

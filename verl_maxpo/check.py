@@ -1,4 +1,4 @@
-"""`verl-maxpo check`: does a fresh Python process that only runs `import verl` find `maxpo` and `pkpo`?
+"""`verl-maxpo check`: does a fresh Python process that only runs `import verl` find every estimator of ours?
 
 verl loads `verl.plugins` entry points inside `import verl` and logs failures only at DEBUG level, so a
 broken install looks like "Unknown advantage estimator simply: maxpo" deep inside a Ray actor. This command
@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 
+from verl_maxpo.estimator_table import ESTIMATORS
+
 # Runs in a fresh interpreter: exactly what verl's TaskRunner and workers do at start-up.
 # Errors are reported as "Type: message (at file:line)", the last frame only: a message, not a traceback.
 _PROBE = r"""
@@ -26,7 +28,7 @@ try:
     import verl
     from verl.trainer.ppo import core_algos
     out["verl_version"] = getattr(verl, "__version__", "?")
-    out["registered"] = sorted(n for n in ("maxpo", "pkpo") if n in core_algos.ADV_ESTIMATOR_REGISTRY)
+    out["registered"] = sorted(n for n in @@WANTED@@ if n in core_algos.ADV_ESTIMATOR_REGISTRY)
 except Exception as err:
     out["verl_error"] = short(err)
 try:
@@ -43,7 +45,8 @@ out["VERL_USE_EXTERNAL_MODULES"] = os.environ.get("VERL_USE_EXTERNAL_MODULES")
 print("@@PROBE@@" + json.dumps(out))
 """
 
-WANTED = ["maxpo", "pkpo"]
+WANTED = list(ESTIMATORS)  # every estimator in the table
+_PROBE = _PROBE.replace("@@WANTED@@", repr(tuple(WANTED)))
 
 
 def probe(python: str = sys.executable, env: dict[str, str] | None = None, timeout: float = 300) -> dict:

@@ -1,11 +1,12 @@
-"""Group bookkeeping shared by the estimators and the report: labels -> contiguous ids, size classes.
+"""Group bookkeeping shared by the estimators and the report: labels -> contiguous ids, blocks of equal size.
 
 No verl import: this serves any framework that hands over a flat batch plus one group label per sample.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -26,22 +27,72 @@ def group_index(group_ids: GroupIds, device: torch.device | str | None = None) -
         counts: (G,) int64, the number of samples in each group.
     """
     if isinstance(group_ids, torch.Tensor):
-        flat = group_ids.reshape(-1)
-        if flat.is_floating_point() or flat.is_complex():
-            raise ValueError("group ids must be integers or strings, got a floating-point tensor")
+        flat = _checked_tensor(group_ids)
         _, inverse, counts = torch.unique(flat, sorted=True, return_inverse=True, return_counts=True)
         target = flat.device if device is None else torch.device(device)
         return inverse.to(target), counts.to(target)
 
-    arr = np.asarray(group_ids)
-    if arr.ndim != 1:
-        arr = arr.reshape(-1)
-    if arr.dtype.kind == "f":
-        raise ValueError("group ids must be integers or strings, got floating-point numbers")
-    inverse = _factorize(arr, sort=True)
+    inverse = _factorize(label_array(group_ids), sort=True)
     counts = np.bincount(inverse)
     target = torch.device("cpu") if device is None else torch.device(device)
     return torch.from_numpy(inverse).to(target), torch.from_numpy(counts.astype(np.int64)).to(target)
+
+
+_LABEL_KINDS = "iuUS"  # numpy dtype kinds accepted as group labels: integers, str, bytes (object: checked apart)
+
+
+def label_array(group_ids: GroupIds) -> np.ndarray:
+    """(N,) numpy array of the labels, or ValueError for a shape or label type that cannot be a group id.
+
+    One kind of label per batch: a mix (b"a" and "a", 1 and "1", 1 and 1.0) is refused rather than merged or
+    kept apart by a rule nobody expects; floats are refused because 0.1 + 0.2 style rounding would split groups.
+    """
+    if isinstance(group_ids, (list, tuple)):
+        # Checked before np.asarray, which would turn [b"a", "a"] into ["a", "a"] and [1, "1"] into ["1", "1"].
+        _check_label_types(list(group_ids))
+        arr = np.asarray(group_ids)  # one kind of label: a plain numpy array (fast unique), same groups
+    elif isinstance(group_ids, np.ndarray):
+        arr = group_ids
+    else:
+        raise ValueError(
+            f"group ids must be a 1-D numpy array, list or tensor of labels, got {type(group_ids).__name__}"
+        )
+    if arr.ndim != 1:
+        raise ValueError(f"group ids must be 1-D (one label per sample), got shape {tuple(arr.shape)}")
+    if arr.dtype != object and arr.dtype.kind not in _LABEL_KINDS:
+        raise ValueError(f"group ids must be integers or strings, got numpy dtype {arr.dtype}")
+    return arr
+
+
+def _check_object_labels(arr: np.ndarray) -> None:
+    """Every label of an object array is a str, a bytes or an integer, all of one of these kinds."""
+    _check_label_types(arr.reshape(-1).tolist())
+
+
+def _check_label_types(labels: list[Any]) -> None:
+    kinds = {}
+    for t in set(map(type, labels)):  # a set of types: cheap next to the factorization
+        if issubclass(t, str):
+            kinds["str"] = t
+        elif issubclass(t, bytes):
+            kinds["bytes"] = t
+        elif issubclass(t, Integral) and not issubclass(t, (bool, np.bool_)):
+            kinds["int"] = t
+        else:
+            raise ValueError(f"group ids must be integers or strings, got a label of type {t.__name__}")
+    if len(kinds) > 1:
+        raise ValueError(
+            f"group ids mix label types ({', '.join(sorted(kinds))}): use one kind for the whole batch, "
+            "so that labels such as 1 and '1' are neither merged nor split by accident"
+        )
+
+
+def _checked_tensor(group_ids: torch.Tensor) -> torch.Tensor:
+    if group_ids.ndim != 1:
+        raise ValueError(f"group ids must be 1-D (one label per sample), got shape {tuple(group_ids.shape)}")
+    if group_ids.is_floating_point() or group_ids.is_complex() or group_ids.dtype == torch.bool:
+        raise ValueError(f"group ids must be integers or strings, got a {group_ids.dtype} tensor")
+    return group_ids
 
 
 def _factorize(arr: np.ndarray, sort: bool) -> np.ndarray:
@@ -51,45 +102,24 @@ def _factorize(arr: np.ndarray, sort: bool) -> np.ndarray:
     verl's uuid strings arrive as an object array; pandas' hash-based factorize is about 5x faster on them than
     numpy's sort-based unique (pandas is imported here, not at module level, to keep `import verl` light).
     """
+    if arr.dtype == object:
+        _check_object_labels(arr)
     if arr.dtype == object and not sort:
         # A plain dict of the labels: about 2x faster than pandas on uuid strings at every batch size we measured
         # (16 to 16384 samples), and labels only need to be told apart here, not ordered.
         seen: dict[Any, int] = {}
         try:
             return np.fromiter((seen.setdefault(x, len(seen)) for x in arr.tolist()), dtype=np.int64, count=arr.size)
-        except TypeError:  # an unhashable label (a list, ...): compare their text instead
-            arr = np.array([repr(x) for x in arr.tolist()])
-            return np.unique(arr, return_inverse=True)[1].reshape(-1).astype(np.int64)
+        except TypeError:  # unreachable after _check_object_labels; kept as the message for a new label type
+            raise ValueError("group ids must be hashable labels (str, bytes or integers)") from None
     if arr.dtype == object:
         import pandas as pd
 
         try:
-            # use_na_sentinel=False: a None label is a group of its own, never code -1.
             return np.asarray(pd.factorize(arr, sort=sort, use_na_sentinel=False)[0], dtype=np.int64)
-        except TypeError:  # an unorderable mix of label types: compare their text instead
-            arr = np.array([repr(x) for x in arr.tolist()])
+        except TypeError:  # one kind of label is always orderable; kept as the message for a new label type
+            raise ValueError("group ids must be orderable labels (str, bytes or integers)") from None
     return np.unique(arr, return_inverse=True)[1].reshape(-1).astype(np.int64)
-
-
-def size_classes(inverse: torch.Tensor, counts: torch.Tensor) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """Yield the groups of each distinct size as one dense block, so each size is handled without per-group loops.
-
-    Args:
-        inverse: (N,) group id of each sample, as returned by `group_index`.
-        counts: (G,) samples per group.
-
-    Yields:
-        n: the group size of this block.
-        groups: (G_n,) ids of the groups of size n.
-        members: (G_n, n) sample positions of those groups, row g listing the samples of groups[g].
-    """
-    order = torch.argsort(inverse, stable=True)
-    starts = torch.cumsum(counts, 0) - counts
-    for n in torch.unique(counts).tolist():
-        groups = torch.nonzero(counts == n).squeeze(1)
-        offsets = torch.arange(n, device=inverse.device)
-        positions = starts.index_select(0, groups).unsqueeze(1) + offsets
-        yield int(n), groups, order.index_select(0, positions.reshape(-1)).view(len(groups), int(n))
 
 
 def group_layout(
@@ -118,10 +148,7 @@ def group_layout(
         order = torch.argsort(inverse, stable=True)
         target = inverse.device
     else:
-        arr = np.asarray(group_ids).reshape(-1)
-        if arr.dtype.kind == "f":
-            raise ValueError("group ids must be integers or strings, got floating-point numbers")
-        inverse_np = _factorize(arr, sort=sort)
+        inverse_np = _factorize(label_array(group_ids), sort=sort)
         counts = np.bincount(inverse_np)
         if counts.min() == counts.max() and (inverse_np[1:] >= inverse_np[:-1]).all():
             return counts, [(int(counts[0]), np.arange(counts.size), None)]  # contiguous blocks: no gather needed

@@ -9,7 +9,11 @@ Samples are grouped into prompts by their `input` text. Prompts with fewer than 
 and counted in a warning and in the JSON (`left_out`).
 
 Input layout (RUN_DIR): `<run>/val/<step>.jsonl` with optional `<run>/train_log.jsonl` and `<run>/meta.json`, or a
-bare folder of `<step>.jsonl` dumps. Output: report.md and PNG curves in `--out` (default ./maxpo_report).
+bare folder of `<step>.jsonl` dumps. Output: report.md and PNG curves in `--out` (default ./maxpo_report), published
+by `verl_maxpo.outputs` (staged, then moved in; only files an earlier report listed are replaced). With `--json` and
+no `--out`, nothing is written: the JSON on stdout is the whole output. When every score is 0 or 1 (and the threshold
+is in (0, 1]) max@k equals pass@k, so the tables and plots show pass@k only (the JSON keeps both).
+Values are fractions in [0, 1] for 0/1 scores (never percent), and in score units otherwise.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from verl_maxpo.cli_args import flat_ints, flat_parts, float_in
+from verl_maxpo.outputs import OutputError, check_out, publish
 from verl_maxpo.report_data import Problems, RunData, read_run
 from verl_maxpo.report_metrics import (
     Extremes,
@@ -43,14 +48,14 @@ from verl_maxpo.report_metrics import (
 )
 from verl_maxpo.report_plots import Curve, plot_grid, plot_metric
 
-__all__ = ["DEFAULT_OUT", "build_report", "config_name", "main", "to_json", "write_report"]
+__all__ = ["COMMAND", "DEFAULT_OUT", "OutputError", "build_report", "config_name", "main", "to_json", "write_report"]
+__all__ += ["write_report_files"]
 
 DEFAULT_OUT = "maxpo_report"
+COMMAND = "report"  # the command name in the outputs manifest
 MAX_K = 1_000_000
-# The files one report wrote, so the next report into the same folder removes them and nothing else.
-MANIFEST_NAME = ".verl_maxpo_report.json"
-# What reports wrote before the manifest existed (removed only beside a report.md of ours).
-_LEGACY_OUTPUT = re.compile(r"^((max|pass)_at_\d+|training)\.png$")
+# The manifest of older reports (a JSON list of file names): still read, so their files are replaced, not doubled.
+_OLD_MANIFEST = ".verl_maxpo_report.json"
 # Training-log metrics plotted when present, in this order; `val-core/...` means are added after them.
 _TRAIN_METRICS = (
     "critic/score/mean",
@@ -81,12 +86,17 @@ def samples_per_prompt(run: RunData) -> int | None:
     return int(values[freq == freq.max()].max())
 
 
+def _number(value: float) -> str:
+    """4 decimals (fractions, small scores); scientific for scores so large that 4 decimals would be 300 digits."""
+    return f"{value:.4f}" if abs(value) < 1e6 else f"{value:.4e}"
+
+
 def _fmt(value: float | None, se: float | None = None, with_se: bool = False) -> str:
     if value is None:
         return "n/a"
-    text = f"{value:.4f}"
+    text = _number(value)
     if with_se:
-        text += f" ± {se:.4f}" if se is not None else " (1 seed, no SE)"
+        text += f" ± {_number(se)}" if se is not None else " (1 seed, no SE)"
     return text
 
 
@@ -247,20 +257,21 @@ def write_report(
     groups: Sequence[str] | None = None,
     *,
     train_logs: Sequence[str | Path | None] | None = None,
-    relative_to: str | Path | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Compute the report of `run_dirs`, write report.md and PNG curves into `out_dir`, and return the numbers as
+    """Compute the report of `run_dirs`, publish report.md and PNG curves into `out_dir`, and return the numbers as
     JSON-ready data (the shape `--json` prints).
 
     Args:
         run_dirs: run folders (`<run>/val/<step>.jsonl` layout, or bare folders of `<step>.jsonl` dumps).
-        out_dir: output folder (created; files an earlier report wrote there are removed first).
+        out_dir: output folder, under the `verl_maxpo.outputs` policy: created, or an earlier report's folder
+            (its files are replaced), or with `force` any folder (files the report did not write are never touched).
         ks: the k values; default 1, every run's meta.json `k`, and every run's samples per prompt n.
         pass_threshold: a sample passes when score >= pass_threshold.
         labels: display names, one per run dir (default: folder names).
         groups: seed-group names, one per run dir (default: the name without its `seed<N>` suffix).
         train_logs: training-log paths, one per run dir (None entries: `<run>/train_log.jsonl` when present).
-        relative_to: show run folders relative to this folder (the demo, which writes into a folder it renames).
+        force: allow a non-empty folder that holds no report.
 
     Returns:
         `to_json(report)` plus "report" (the markdown's path) and "plots". Bad input never raises: it is listed in
@@ -268,23 +279,60 @@ def write_report(
 
     Raises:
         ValueError: labels/groups/train_logs of the wrong length, or a k outside [1, MAX_K].
-        OutputError: `out_dir` cannot be created or written (checked before anything is read).
+        OutputError: `out_dir` cannot be used (checked before anything is read).
     """
     _check_inputs(len(run_dirs), ks, labels, groups, train_logs)
-    out = Path(out_dir)
-    _prepare_out(out)
+    check_out(out_dir, COMMAND, force, legacy=_old_report_files)
+    report, runs = build_report(run_dirs, ks, pass_threshold, labels, groups, train_logs)
+    with publish(out_dir, COMMAND, force, legacy=_old_report_files) as out:
+        result = _write_files(out.stage, report, runs)
+    return _located(result, out.target)
+
+
+def write_report_files(
+    run_dirs: Sequence[str | Path],
+    folder: str | Path,
+    ks: Sequence[int] | None = None,
+    pass_threshold: float = 1.0,
+    labels: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+    *,
+    train_logs: Sequence[str | Path | None] | None = None,
+    relative_to: str | Path | None = None,
+) -> dict[str, Any]:
+    """write_report without the output policy: write report.md and the PNGs straight into `folder` (created), for a
+    command that publishes its own stage (the demo). `relative_to`: show run folders relative to this folder."""
+    _check_inputs(len(run_dirs), ks, labels, groups, train_logs)
     report, runs = build_report(run_dirs, ks, pass_threshold, labels, groups, train_logs)
     if relative_to is not None:
         for entry in report.runs:
             entry.path = os.path.relpath(entry.path, relative_to)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return _located(_write_files(Path(folder), report, runs), Path(folder))
+
+
+def _write_files(folder: Path, report: ReportMetrics, runs: list[RunData]) -> dict[str, Any]:
+    """Write report.md and the PNGs into `folder`; the result has bare file names (see _located)."""
+    plots = _write_plots(folder, runs, report)
+    (folder / "report.md").write_text(_markdown(report, plots), encoding="utf-8")
+    return {**to_json(report), "plots": [p.name for p in plots], "report": "report.md"}
+
+
+def _located(result: dict[str, Any], folder: Path) -> dict[str, Any]:
+    return {**result, "plots": [str(folder / p) for p in result["plots"]], "report": str(folder / result["report"])}
+
+
+def _old_report_files(folder: Path) -> list[str] | None:
+    """The files an older report listed in its own manifest, which the new one replaces."""
     try:
-        plots = _write_plots(out, runs, report)
-        report_path = out / "report.md"
-        report_path.write_text(_markdown(report, plots), encoding="utf-8")
-        _write_manifest(out, [report_path, *plots])
-    except OSError as err:
-        raise OutputError(f"{out}: cannot write the report ({err})") from None
-    return {**to_json(report), "plots": [str(p) for p in plots], "report": str(report_path)}
+        listed = json.loads((folder / _OLD_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(listed, list):
+        return None
+    return [n for n in listed if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")] + [
+        _OLD_MANIFEST
+    ]
 
 
 def _extremes_json(e: Extremes, with_se: bool) -> dict[str, Any]:
@@ -344,52 +392,6 @@ def to_json(report: ReportMetrics) -> dict[str, Any]:
     }
 
 
-class OutputError(OSError):
-    """The output folder cannot be used; the message names it."""
-
-
-def _prepare_out(out: Path) -> None:
-    """Create `out`, and remove the files an earlier report wrote there (from its manifest), so PNGs and tables of
-    another comparison never sit beside the new ones. Files this tool did not write are left alone."""
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {out} is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"--out {out}: cannot create the folder ({err.strerror or err})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise OutputError(f"--out {out} is not writable")
-    manifest = out / MANIFEST_NAME
-    earlier: list[str] = []
-    if manifest.is_file():
-        try:
-            listed = json.loads(manifest.read_text(encoding="utf-8"))
-            earlier = [n for n in listed if isinstance(n, str) and n == Path(n).name]
-        except (OSError, ValueError, TypeError, RecursionError):
-            earlier = []
-    elif _is_our_report(out / "report.md"):
-        earlier = ["report.md"] + [p.name for p in out.iterdir() if _LEGACY_OUTPUT.match(p.name)]
-    try:
-        for name in earlier:
-            if (out / name).is_file() and not (out / name).is_symlink():
-                (out / name).unlink()
-        manifest.unlink(missing_ok=True)
-    except OSError as err:
-        raise OutputError(f"--out {out}: cannot remove an earlier report's files ({err})") from None
-
-
-def _is_our_report(path: Path) -> bool:
-    try:
-        with path.open(encoding="utf-8") as f:
-            return f.readline().startswith("# MaxPO A/B report")
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
-def _write_manifest(out: Path, written: Sequence[Path]) -> None:
-    (out / MANIFEST_NAME).write_text(json.dumps(sorted(p.name for p in written)) + "\n", encoding="utf-8")
-
-
 def _read_runs(
     run_dirs: Sequence[str | Path],
     labels: Sequence[str] | None,
@@ -437,11 +439,7 @@ def _write_plots(out: Path, runs: list[RunData], report: ReportMetrics) -> list[
         if not curves:
             continue
         ylabel = f"{m.name} (unbiased, mean over prompts)"
-        what = (
-            f"expected best score among {m.k} samples"
-            if m.kind == "max"
-            else f"P(one of {m.k} samples scores >= {report.pass_threshold:g})"
-        )
+        what = _plot_subject(m, report.pass_threshold)
         plots.append(plot_metric(out / f"{_slug(m.name)}.png", m.name, curves, ylabel, f"{m.name}: {what}"))
     panels = [(name, _train_curves(runs, report, name)) for name in _train_panels(runs)]
     panels = [(name, c) for name, c in panels if c]
@@ -450,13 +448,21 @@ def _write_plots(out: Path, runs: list[RunData], report: ReportMetrics) -> list[
     return plots
 
 
+def _plot_subject(m: Metric, threshold: float) -> str:
+    if m.kind == "max":
+        return "expected score of one sample" if m.k == 1 else f"expected best score among {m.k} samples"
+    if m.k == 1:
+        return f"P(a sample scores >= {threshold:g})"
+    return f"P(at least one of {m.k} samples scores >= {threshold:g})"
+
+
 def _markdown(report: ReportMetrics, plots: list[Path]) -> str:
     metrics = report.metrics
     names = [m.name for m in metrics]
     lines = ["# MaxPO A/B report: unbiased pass@k and max@k", ""]
     lines += [HOW_TO_READ.format(threshold=f"{report.pass_threshold:g}"), ""]
     if report.binary_scores:
-        lines += ["All scores are 0 or 1, so max@k and pass@k coincide.", ""]
+        lines += ["All scores are 0 or 1, so max@k equals pass@k: only pass@k is shown (fractions of prompts).", ""]
     runs = report.runs
     if not runs:
         lines += ["No usable run: see the problems below.", ""]
@@ -573,7 +579,16 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="verl file-logger JSONL, one per RUN_DIR ('-' for none; default <run>/train_log.jsonl)",
     )
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder for report.md and PNGs (default ./{DEFAULT_OUT})")
+    p.add_argument(
+        "--out",
+        default=None,
+        help=f"output folder for report.md and PNGs (default ./{DEFAULT_OUT}; with --json, none: nothing is written)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty folder that holds no report (its files are never removed or overwritten)",
+    )
     p.add_argument("--json", action="store_true", help="print the numbers as JSON on stdout")
     return p
 
@@ -590,11 +605,21 @@ def main(argv: list[str] | None = None) -> int:
     train_logs = None if args.train_log is None else [None if t == "-" else t for t in args.train_log]
     # Names take both list forms (`--label a b`, `--label a,b`); paths (RUN_DIR, --train-log) only spaces.
     labels, groups = (_names(v) for v in (args.label, args.group))
+    out = args.out if args.out is not None or args.json else DEFAULT_OUT
     try:
-        result = write_report(args.run_dirs, args.out, ks, args.pass_threshold, labels, groups, train_logs=train_logs)
+        if out is None:  # --json alone: the JSON on stdout is the whole output
+            report, _ = build_report(args.run_dirs, ks, args.pass_threshold, labels, groups, train_logs)
+            result = {**to_json(report), "plots": [], "report": None}
+        else:
+            result = write_report(
+                args.run_dirs, out, ks, args.pass_threshold, labels, groups, train_logs=train_logs, force=args.force
+            )
     except OutputError as err:
         print(f"verl-maxpo report: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"verl-maxpo report: interrupted; {out or 'nothing'} left as it was", file=sys.stderr)
+        return 130
     except ValueError as err:
         parser.error(str(err))
     for e in result["errors"]:

@@ -66,6 +66,13 @@ class StepMetrics:
         }
 
 
+def _scale(values: np.ndarray | torch.Tensor) -> float:
+    """A power of two at most max|values| (1.0 for small values): dividing by it is exact and keeps sums of
+    scores near ±1e308 finite; max@k and means are linear in the scores, so multiplying back gives the same value."""
+    top = float(abs(values).max()) if len(values) else 0.0
+    return math.ldexp(1.0, math.frexp(top)[1] - 1) if top > 1.0 else 1.0
+
+
 def step_metrics(
     prompt_ids: np.ndarray | torch.Tensor,
     scores: np.ndarray | torch.Tensor,
@@ -84,6 +91,7 @@ def step_metrics(
     """
     ids = torch.as_tensor(np.asarray(prompt_ids, dtype=np.int64))
     rewards = torch.as_tensor(np.asarray(scores, dtype=np.float64))
+    scale = _scale(rewards)
     passed = (rewards >= pass_threshold).to(torch.float64)
     inverse, counts = group_index(ids)
     group_size_of_sample = counts[inverse]
@@ -97,7 +105,7 @@ def step_metrics(
         if not bool(keep.any()):
             values[Metric(k, "max")] = values[Metric(k, "pass")] = None
             continue
-        values[Metric(k, "max")] = float(max_at_k(rewards[keep], ids[keep], k).mean())
+        values[Metric(k, "max")] = float(max_at_k(rewards[keep] / scale, ids[keep], k).mean()) * scale
         values[Metric(k, "pass")] = float(max_at_k(passed[keep], ids[keep], k).mean())
     return StepMetrics(step, int(counts.numel()), int(rewards.numel()), values, left_out)
 
@@ -113,8 +121,10 @@ class MeanSE:
 def mean_se(values: Sequence[float]) -> MeanSE:
     """Mean and standard error of `values` (at least one)."""
     arr = np.asarray(values, dtype=np.float64)
-    se = float(arr.std(ddof=1) / math.sqrt(arr.size)) if arr.size >= 2 else None
-    return MeanSE(float(arr.mean()), se)
+    scale = _scale(arr)  # seed values near ±1e308: the sum would overflow
+    arr = arr / scale
+    se = float(arr.std(ddof=1) / math.sqrt(arr.size)) * scale if arr.size >= 2 else None
+    return MeanSE(float(arr.mean()) * scale, se)
 
 
 @dataclass(frozen=True)
@@ -230,4 +240,6 @@ class ReportMetrics:
 
     @property
     def metrics(self) -> list[Metric]:
-        return metrics_for(self.ks)
+        """The metrics to show: pass@k only for 0/1 scores (max@k is the same number), else max@k and pass@k."""
+        every = metrics_for(self.ks)
+        return [m for m in every if m.kind == "pass"] if self.binary_scores else every

@@ -6,6 +6,7 @@ backend or global figure state.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 _COLORS = [
     "#1f77b4",
@@ -44,14 +46,29 @@ def color(index: int) -> str:
     return _COLORS[index % len(_COLORS)]
 
 
-def _draw(ax, curves: Sequence[Curve]) -> None:
+# Beyond this, matplotlib's axis margins and ticks overflow to inf (scores near ±1e308): plot in units of a power of 10.
+_PLOTTABLE = 1e100
+
+
+def _y_unit(curves: Sequence[Curve]) -> float:
+    top = max((float(np.nanmax(np.abs(c.values), initial=0.0)) for c in curves), default=0.0)
+    return 10.0 ** math.floor(math.log10(top)) if math.isfinite(top) and top > _PLOTTABLE else 1.0
+
+
+def _draw(ax, curves: Sequence[Curve]) -> str:
+    """Draw the curves; returns the y unit's label suffix ("" or " (× 1e+307)")."""
+    unit = _y_unit(curves)
     for curve in curves:
         c = color(curve.color_index)
         marker = "o" if curve.steps.size <= 30 else None
-        ax.plot(curve.steps, curve.values, color=c, marker=marker, markersize=3, linewidth=1.6, label=curve.label)
+        values = curve.values / unit
+        ax.plot(curve.steps, values, color=c, marker=marker, markersize=3, linewidth=1.6, label=curve.label)
         if curve.se is not None:
-            ax.fill_between(curve.steps, curve.values - curve.se, curve.values + curve.se, color=c, alpha=0.2)
+            se = curve.se / unit
+            ax.fill_between(curve.steps, values - se, values + se, color=c, alpha=0.2)
     ax.grid(True, alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are integers: no 1.5 on a 3-step run
+    return "" if unit == 1.0 else f" (× {unit:.0e})"
 
 
 def plot_metric(path: Path, metric: str, curves: Sequence[Curve], ylabel: str, title: str) -> Path:
@@ -59,9 +76,9 @@ def plot_metric(path: Path, metric: str, curves: Sequence[Curve], ylabel: str, t
     fig = Figure(figsize=(6.4, 4.2), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    _draw(ax, curves)
+    unit = _draw(ax, curves)
     ax.set_xlabel("training step")
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(ylabel + unit)
     ax.set_title(title)
     if curves:
         ax.legend(fontsize=8, loc="best")
@@ -79,8 +96,8 @@ def plot_grid(path: Path, panels: Sequence[tuple[str, Sequence[Curve]]], title: 
     handles: dict[str, object] = {}
     for i, (name, curves) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
-        _draw(ax, curves)
-        ax.set_title(name, fontsize=9)
+        unit = _draw(ax, curves)
+        ax.set_title(name + unit, fontsize=9)
         ax.set_xlabel("training step", fontsize=8)
         ax.tick_params(labelsize=7)
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):

@@ -6,7 +6,8 @@
     RUN_DIR/console.log       stdout + stderr of the run (launchers only; appended, never truncated)
 
 A run folder belongs to one set of settings. `claim` creates it, or accepts it again when its meta.json holds the
-same settings (a resumed run), and refuses a folder whose meta.json differs, so two runs never mix.
+same settings (a resumed run), and refuses a folder whose meta.json differs, so two runs never mix. Claims take
+`verl_maxpo.outputs.output_lock`, so of two simultaneous claims with different settings exactly one succeeds.
 The shell launchers call it as `python -m verl_maxpo.run_folder claim RUN_DIR --adv-estimator ...`.
 """
 
@@ -19,6 +20,8 @@ import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from verl_maxpo.outputs import OutputError, output_lock
 
 META_NAME = "meta.json"
 TRAIN_LOG_NAME = "train_log.jsonl"
@@ -144,6 +147,15 @@ class RunFolder:
 
         Raises RunFolderError when the folder belongs to other settings, or holds outputs but no meta.json.
         """
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"{self.path} exists and is not a folder")
+        try:
+            with output_lock(self.path):  # read-compare-write as one step: a second claimer sees our meta.json
+                self._claim_locked(meta)
+        except OutputError as err:
+            raise RunFolderError(str(err)) from None
+
+    def _claim_locked(self, meta: RunMeta) -> None:
         try:
             existing = self.read_meta()
         except RunFolderError as err:

@@ -5,7 +5,9 @@ DIR/model/        a 2-layer Llama (about 0.1M parameters) and its character-leve
 DIR/data/         train.parquet and test.parquet in verl's RL dataset format (data_source, prompt as chat messages,
                   reward_model.ground_truth, extra_info);
 DIR/reward.py     the partial-credit reward (`compute_score`) for reward.custom_reward_function.path;
-DIR/manifest.json what was built and with which options (a later call with the same options reuses DIR).
+DIR/manifest.json what was built and with which options (a later call with the same options reuses DIR, once
+                  `validate_assets` has checked what it reuses).
+DIR is published by `verl_maxpo.outputs` (built in a hidden stage, then moved in: Ctrl-C leaves DIR as it was).
 The task and policy are `verl_maxpo.addition_task`'s (the demo's). Nothing is downloaded.
 """
 
@@ -16,16 +18,18 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from verl_maxpo.cli_args import int_at_least
+from verl_maxpo.outputs import OutputError, check_out, owned_files, publish
 
 DATA_SOURCE = "verl_maxpo/tiny_addition"
 MANIFEST = "manifest.json"
+COMMAND = "tiny-assets"
 FILES = ("model/config.json", "model/tokenizer.json", "data/train.parquet", "data/test.parquet", "reward.py")
+PARQUET_COLUMNS = ("data_source", "prompt", "ability", "reward_model", "extra_info")
 # RLHFDataset applies the tokenizer's chat template: the prompt is just <s> then the question, as the demo's task.
 CHAT_TEMPLATE = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
 
@@ -33,6 +37,7 @@ CHAT_TEMPLATE = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endf
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="verl-maxpo tiny-assets", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder (created; reused if it holds the same tiny assets)")
+    p.add_argument("--force", action="store_true", help="rebuild damaged assets; write into a non-empty folder")
     p.add_argument("--digits", type=int, choices=range(1, 7), default=2, metavar="{1..6}", help="operand digits")
     p.add_argument("--train-prompts", type=int_at_least(1), default=64, help="training prompts")
     p.add_argument("--test-prompts", type=int_at_least(1), default=16, help="held-out validation prompts")
@@ -96,67 +101,89 @@ def build(out: Path, opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def existing_manifest(out: Path) -> dict[str, Any] | None:
+    """The manifest.json of tiny assets in `out`, None when `out` holds none (files missing or no manifest)."""
     try:
         manifest = json.loads((out / MANIFEST).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(manifest, dict) or not all((out / f).is_file() for f in FILES):
         return None
     return manifest
 
 
+def validate_assets(folder: str | os.PathLike[str]) -> str | None:
+    """Why the tiny assets in `folder` cannot be used, or None when they can: every file is present, the model
+    config and tokenizer load, and both parquet files read with verl's RL columns and at least one row.
+    The CPU preflight should call this too before it hands the folder to verl."""
+    import pyarrow.parquet as pq
+
+    root = Path(folder)
+    missing = [f for f in FILES if not (root / f).is_file()]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    try:
+        from transformers import AutoConfig, PreTrainedTokenizerFast
+
+        AutoConfig.from_pretrained(root / "model")
+        PreTrainedTokenizerFast(tokenizer_file=str(root / "model" / "tokenizer.json"))
+    except Exception as err:  # noqa: BLE001 - transformers raises many types for a bad config; name the file
+        return f"model in {root / 'model'} does not load ({type(err).__name__}: {str(err)[:200]})"
+    for name in ("data/train.parquet", "data/test.parquet"):
+        try:
+            parquet = pq.ParquetFile(root / name)
+            columns = set(parquet.schema_arrow.names)
+            rows = parquet.metadata.num_rows
+        except Exception as err:  # noqa: BLE001 - pyarrow's errors (ArrowInvalid, OSError, ...) all mean unreadable
+            return f"{root / name} is not a readable parquet file ({type(err).__name__}: {str(err)[:200]})"
+        lacking = [c for c in PARQUET_COLUMNS if c not in columns]
+        if lacking:
+            return f"{root / name} lacks the columns {', '.join(lacking)}"
+        if rows < 1:
+            return f"{root / name} has no rows"
+    return None
+
+
+def _legacy_files(folder: Path) -> list[str] | None:
+    """Assets built before the outputs manifest: manifest.json and FILES (only when all of them are there)."""
+    return [*FILES, MANIFEST] if existing_manifest(folder) is not None else None
+
+
+def _err(message: str) -> int:
+    print(f"tiny-assets: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.out.strip():
-        print("tiny-assets: --out is empty", file=sys.stderr)
-        return 2
-    out = Path(args.out).expanduser().absolute()
     opts = options(args)
     room = 10 ** (2 * args.digits) // 2  # AdditionTask holds out distinct pairs from at most half of all pairs
     if args.test_prompts > room:
-        print(
-            f"tiny-assets: --test-prompts {args.test_prompts} is too many for {args.digits}-digit operands "
-            f"(at most {room})",
-            file=sys.stderr,
-        )
-        return 2
-    if out.exists() and not out.is_dir():
-        print(f"tiny-assets: --out {out} exists and is not a folder", file=sys.stderr)
-        return 2
-    if out.is_dir() and any(out.iterdir()):
-        manifest = existing_manifest(out)
-        if manifest is None:
-            print(
-                f"tiny-assets: --out {out} is not empty and holds no tiny assets; refusing to write there",
-                file=sys.stderr,
-            )
-            return 2
-        if manifest.get("options") != opts:
-            print(
-                f"tiny-assets: {out} holds tiny assets built with other options {manifest.get('options')}; "
-                "use another --out or the same options",
-                file=sys.stderr,
-            )
-            return 2
-        print(f"tiny-assets: reusing {out} (built with the same options)")
-        return 0
-    parent = out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        print(f"tiny-assets: cannot create {out}: {parent} is not a writable folder", file=sys.stderr)
-        return 2
+        return _err(f"--test-prompts {args.test_prompts} is too many for {args.digits}-digit operands (at most {room})")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        # Build beside the target and rename at the end: an interrupted build leaves no half-written DIR.
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
-            manifest = build(tmp, opts)
-            if out.is_dir():
-                out.rmdir()  # empty (checked above)
-            tmp.rename(out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        out = check_out(args.out, COMMAND, args.force, legacy=_legacy_files)
+    except OutputError as err:
+        return _err(str(err))
+    manifest = existing_manifest(out) if (owned_files(out, COMMAND) or _legacy_files(out)) else None
+    if manifest is not None:
+        if manifest.get("options") != opts:
+            return _err(
+                f"{out} holds tiny assets built with other options {manifest.get('options')}; use another --out "
+                "or the same options"
+            )
+        problem = validate_assets(out)
+        if problem is None:
+            print(f"tiny-assets: reusing {out} (built with the same options)")
+            return 0
+        if not args.force:
+            return _err(f"{out} holds damaged tiny assets ({problem}); pass --force to rebuild them")
+    try:
+        with publish(out, COMMAND, args.force, legacy=_legacy_files) as staged:
+            manifest = build(staged.stage, opts)
+    except OutputError as err:
+        return _err(str(err))
+    except KeyboardInterrupt:
+        print(f"tiny-assets: interrupted; {out} left as it was", file=sys.stderr)
+        return 130
     except OSError as err:
         print(f"tiny-assets: cannot write {out}: {err}", file=sys.stderr)
         return 1

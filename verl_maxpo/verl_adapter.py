@@ -1,206 +1,148 @@
-"""Thin verl adapter: registers `maxpo`, `pkpo` and `pkpo_loo` in verl's advantage-estimator registry.
+"""Thin verl adapter: registers every estimator of `verl_maxpo.estimator_table.ESTIMATORS` in verl's registry.
 
-Options are read from `algorithm.maxpo` (all three estimators share them):
-    k            (int, default 4)       the k of max@k / pass@k; every group needs n >= k+1 samples (pkpo: n >= k)
-    norm_by_std  (bool, default false)  divide each group's advantages by its reward std (biased across prompts)
-No block at all means the defaults; a block that is not a mapping, or has any other key, is an error (a typo
-such as `algorithm.maxpo.K` must not silently train with k = 4).
+Options are read from `algorithm.maxpo` into one `MaxPOOptions` (validated once per call):
+    k             (int, default 4)         the K of the objective; every group needs n >= k+1 (pkpo: n >= k)
+    norm_by_std   (bool, default false)    divide each group's advantages by its reward std (biased across prompts)
+    objective     (default max)            maxpo only: max, top_m, ml or weights
+    m             (int, top_m only)        mean of the best m of the k draws, 1 <= m <= k
+    rank_weights  (list, weights only)     k finite weights of the ascending order statistics
+    kernel        (default auto)           auto, matrix or scan: same values, different cost
+No block at all means the defaults; a block that is not a mapping, has any other key, or sets an option the
+estimator does not read to a non-default value, is an error naming the key (a typo such as `algorithm.maxpo.K`
+must not silently train with k = 4). maxrl reads no option (k is accepted: it is the run's K for evaluation).
 verl's `algorithm.norm_adv_by_std_in_grpo` is deliberately not read: it defaults to true for GRPO and would
 silently turn MaxPO into a biased estimator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.nodes import ValueNode
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from verl.trainer.ppo import core_algos
 
-from verl_maxpo.estimators import (
-    GroupTooSmallError,
-    maxpo_advantages,
-    pkpo_advantages,
-    pkpo_loo_advantages,
-    validate_k,
-)
+from verl_maxpo.estimator_table import ESTIMATORS, OPTION_KEYS, EstimatorSpec, MaxPOOptions
+from verl_maxpo.estimators import GroupTooSmallError
 
-DEFAULT_K = 4
-DEFAULT_NORM_BY_STD = False
-OPTION_KEYS = ("k", "norm_by_std")
-ESTIMATOR_NAMES = ("maxpo", "pkpo", "pkpo_loo")
-_MIN_K = {"maxpo": 1, "pkpo": 2, "pkpo_loo": 1}
+VerlEstimator = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
-def _lookup(section: Any, key: str) -> Any:
-    """`section.get(key)` for dicts, OmegaConf DictConfigs (struct mode too), verl BaseConfigs and plain objects."""
+def _maxpo_block(config: Any) -> dict[str, Any] | None:
+    """`config.maxpo` as a plain dict (None when absent) through public APIs: dict, DictConfig, verl's AlgoConfig."""
+    if config is None:
+        return None
+    if isinstance(config, (Mapping, DictConfig)) or hasattr(config, "get"):
+        section = config.get("maxpo", None)  # DictConfig.get returns the default in struct mode too
+    else:
+        section = getattr(config, "maxpo", None)
     if section is None:
         return None
-    if isinstance(section, Mapping) or hasattr(section, "get"):
-        return section.get(key, None)
-    return getattr(section, key, None)
-
-
-def _as_dict(section: Any) -> dict[str, Any]:
-    """The `algorithm.maxpo` block as a plain dict, or ValueError naming the valid keys."""
     if isinstance(section, DictConfig):
-        return OmegaConf.to_container(section, resolve=True)  # one call instead of a slow .get() per key
+        return OmegaConf.to_container(section, resolve=True)
     if isinstance(section, Mapping):
         return dict(section)
-    valid = ", ".join(OPTION_KEYS)
+    shown = OmegaConf.to_container(section) if isinstance(section, ListConfig) else section
     raise ValueError(
-        f"algorithm.maxpo must be a mapping with keys {valid} (e.g. +algorithm.maxpo.k=4), "
-        f"got {section!r} ({type(section).__name__})"
+        f"algorithm.maxpo must be a mapping with keys {', '.join(OPTION_KEYS)} (e.g. +algorithm.maxpo.k=4), "
+        f"got {shown!r} ({type(section).__name__})"
     )
 
 
-_SLOW = object()
-
-
-def _plain_block_fast(config: DictConfig) -> Any:
-    """`algorithm.maxpo` of a DictConfig as a dict of plain values through OmegaConf's node API, or _SLOW.
-
-    Public access (`.get` + `to_container`) costs about 20 us per call, a quarter of a whole grpo_vectorized call
-    on a small batch; this reads the same nodes in about 4 us. Anything unusual (interpolations, missing values,
-    a block that is not a plain mapping, an OmegaConf without these internals) takes the public path instead.
-    """
-    try:
-        node = config._get_node("maxpo", validate_access=False)
-        if node is None:
-            return None
-        if not isinstance(node, DictConfig) or node._is_none() or node._is_interpolation() or node._is_missing():
-            return _SLOW
-        block = {}
-        for key, child in node._content.items():
-            if not isinstance(child, ValueNode) or child._is_interpolation() or child._is_missing():
-                return _SLOW
-            block[key] = child._value()
-        return block
-    except Exception:  # noqa: BLE001  an OmegaConf version without these internals: the public path
-        return _SLOW
-
-
-def maxpo_options(config: Any, estimator: str = "maxpo") -> tuple[int, bool]:
-    """Read and check (k, norm_by_std) from an algorithm config: None, dict, DictConfig or verl's AlgoConfig.
+def read_options(config: Any, estimator: str = "maxpo") -> MaxPOOptions:
+    """The validated `algorithm.maxpo` options of `estimator` from an algorithm config (None, dict, DictConfig or
+    verl's AlgoConfig).
 
     Raises:
-        ValueError: the block is not a mapping, has a key other than k / norm_by_std, or a value is invalid;
-            the message names the option (`algorithm.maxpo.k`, ...).
+        ValueError: the block is not a mapping, has an unknown key, a value is invalid, or an option the
+            estimator does not read is set; the message names the option (`algorithm.maxpo.k`, ...).
     """
-    options = _plain_block_fast(config) if isinstance(config, DictConfig) else _SLOW
-    if options is _SLOW:
-        section = _lookup(config, "maxpo")
-        options = {} if section is None else _as_dict(section)
-    elif options is None:
-        options = {}
-    unknown = sorted(str(key) for key in options if key not in OPTION_KEYS)
-    if unknown:
-        raise ValueError(
-            f"algorithm.maxpo has unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(OPTION_KEYS)} "
-            "(keys are case-sensitive)"
+    return MaxPOOptions.parse(_maxpo_block(config), estimator)
+
+
+def _check_batch(name: str, token_level_rewards: Any, response_mask: Any, index: Any) -> None:
+    """The one shape/type check where verl's tensors enter (before any broadcast could hide a mismatch)."""
+    if not isinstance(token_level_rewards, torch.Tensor) or token_level_rewards.ndim != 2:
+        got = (
+            tuple(token_level_rewards.shape)
+            if isinstance(token_level_rewards, torch.Tensor)
+            else type(token_level_rewards).__name__
         )
-    k = options.get("k")
-    norm = options.get("norm_by_std")
-    try:
-        k = validate_k(DEFAULT_K if k is None else k, _MIN_K[estimator])
-    except ValueError as err:
-        raise ValueError(f"algorithm.maxpo.{err} ({estimator})") from None
-    norm = DEFAULT_NORM_BY_STD if norm is None else norm
-    if not isinstance(norm, (bool, np.bool_)):
-        raise ValueError(f"algorithm.maxpo.norm_by_std must be true or false, got {norm!r}")
-    return k, bool(norm)
-
-
-def _outcome_advantage(
-    name: str, fn, token_level_rewards, response_mask, index, config
-) -> tuple[torch.Tensor, torch.Tensor]:
+        raise ValueError(f"{name}: token_level_rewards must be a (bs, response_length) tensor, got {got}")
+    if not isinstance(response_mask, torch.Tensor) or response_mask.shape != token_level_rewards.shape:
+        got = tuple(response_mask.shape) if isinstance(response_mask, torch.Tensor) else type(response_mask).__name__
+        raise ValueError(
+            f"{name}: response_mask must have the shape of token_level_rewards {tuple(token_level_rewards.shape)}, "
+            f"got {got}"
+        )
     if index is None:
         raise ValueError(
             f"{name} needs group ids: verl passes them as non_tensor_batch['uid'] (one per prompt, shared by its "
             "rollout.n samples); this batch has none"
         )
-    k, norm_by_std = maxpo_options(config, name)
-    with torch.no_grad():
-        scores = token_level_rewards.sum(dim=-1)
-        try:
-            scalars = fn(scores, index, k, norm_by_std=norm_by_std)
-        except GroupTooSmallError as err:
-            raise ValueError(f"{err} {_fix_hint(name, k)}") from None
-        advantages = scalars.unsqueeze(-1) * response_mask
-    return advantages, advantages
 
 
-def _fix_hint(name: str, k: int) -> str:
-    needed = "n >= k" if name == "pkpo" else "n >= k+1"
-    return (
-        f"Raise actor_rollout_ref.rollout.n to at least {k if name == 'pkpo' else k + 1} ({name} needs {needed} "
-        "samples per prompt) or lower algorithm.maxpo.k."
-    )
+def _verl_estimator(spec: EstimatorSpec) -> VerlEstimator:
+    """verl's estimator signature around one table entry."""
+    name = spec.name
 
+    def compute(
+        token_level_rewards: torch.Tensor,
+        response_mask: torch.Tensor,
+        index: np.ndarray | None = None,
+        config: Any = None,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        _check_batch(name, token_level_rewards, response_mask, index)
+        options = read_options(config, name)
+        args, fn_kwargs = options.call_args(name)
+        with torch.no_grad():
+            scores = token_level_rewards.sum(dim=-1)
+            try:
+                scalars = spec.fn(scores, index, *args, **fn_kwargs)
+            except GroupTooSmallError as err:
+                raise ValueError(f"{err} {_fix_hint(spec, options.k)}") from None
+            advantages = scalars.unsqueeze(-1) * response_mask
+        return advantages, advantages
 
-def compute_maxpo_outcome_advantage(
-    token_level_rewards: torch.Tensor,
-    response_mask: torch.Tensor,
-    index: np.ndarray,
-    config: Any = None,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """MaxPO max@k advantage with the leave-two-out baseline (arXiv 2606.06080), outcome rewards only.
+    compute.__name__ = compute.__qualname__ = f"compute_{name}_outcome_advantage"
+    compute.__doc__ = f"""{spec.description} (verl outcome-advantage estimator `{name}`).
+
+    Unbiased for: {spec.unbiased_for}. Options from `algorithm.maxpo` ({", ".join(spec.options) or "none"}).
 
     Args:
         token_level_rewards: (bs, response_length); the sequence reward is the sum over tokens.
-        response_mask: (bs, response_length).
+        response_mask: (bs, response_length), the same shape.
         index: (bs,) group id per sample (verl's `uid`).
-        config: the algorithm config; options under `maxpo` (k, norm_by_std).
+        config: the algorithm config; options under `maxpo`.
+        **kwargs: accepted and unused (verl may pass batch= and non_tensor_batch=).
 
     Returns:
         advantages, returns: both (bs, response_length), the per-sample advantage broadcast over the response.
     """
-    return _outcome_advantage("maxpo", maxpo_advantages, token_level_rewards, response_mask, index, config)
+    return compute
 
 
-def compute_pkpo_outcome_advantage(
-    token_level_rewards: torch.Tensor,
-    response_mask: torch.Tensor,
-    index: np.ndarray,
-    config: Any = None,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """PKPO's non-centered max@k advantage (Walder & Karkhanis 2025), for A/B comparisons with MaxPO.
-
-    Same shapes and options as `compute_maxpo_outcome_advantage`; needs k >= 2 and n >= k.
-    """
-    return _outcome_advantage("pkpo", pkpo_advantages, token_level_rewards, response_mask, index, config)
+def _fix_hint(spec: EstimatorSpec, k: int) -> str:
+    needed = spec.min_group_size(k)
+    return f"Raise actor_rollout_ref.rollout.n to at least {needed} ({spec.name} needs {needed} samples per prompt)" + (
+        " or lower algorithm.maxpo.k." if spec.uses_k else "."
+    )
 
 
-def compute_pkpo_loo_outcome_advantage(
-    token_level_rewards: torch.Tensor,
-    response_mask: torch.Tensor,
-    index: np.ndarray,
-    config: Any = None,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """PKPO's leave-one-out variant s^(loo) (Walder & Karkhanis 2025): q_i - n/(n-1) rho_k(r without i).
-
-    Same shapes and options as `compute_maxpo_outcome_advantage`; needs n >= k+1.
-    """
-    return _outcome_advantage("pkpo_loo", pkpo_loo_advantages, token_level_rewards, response_mask, index, config)
-
-
-_ESTIMATORS = {
-    "maxpo": compute_maxpo_outcome_advantage,
-    "pkpo": compute_pkpo_outcome_advantage,
-    "pkpo_loo": compute_pkpo_loo_outcome_advantage,
-}
+VERL_FUNCTIONS: dict[str, VerlEstimator] = {name: _verl_estimator(spec) for name, spec in ESTIMATORS.items()}
+compute_maxpo_outcome_advantage = VERL_FUNCTIONS["maxpo"]
+compute_pkpo_outcome_advantage = VERL_FUNCTIONS["pkpo"]
+compute_pkpo_loo_outcome_advantage = VERL_FUNCTIONS["pkpo_loo"]
+compute_maxrl_outcome_advantage = VERL_FUNCTIONS["maxrl"]
 
 
 def register() -> None:
-    """Register the three estimators in verl's registry. Idempotent, and safe after a module reload."""
+    """Register every table estimator in verl's registry. Idempotent, and safe after a module reload."""
     registry = core_algos.ADV_ESTIMATOR_REGISTRY
-    for name, fn in _ESTIMATORS.items():
+    for name, fn in VERL_FUNCTIONS.items():
         current = registry.get(name)
         if current is fn:
             continue
