@@ -26,8 +26,8 @@ from verl_maxpo.estimators import maxpo_advantages, pkpo_advantages
 
 pytestmark = pytest.mark.slow  # runs the demo
 
-ARMS_AB = demo_config.DEFAULT_ARMS
-QUICK_ARGS = ["--quick", "--no-progress"]
+ARMS_AB = tuple(ARMS)  # every arm of the table, in the A/B and in the variance section
+QUICK_ARGS = ["--quick", "--no-progress", "--estimators", ",".join(ARMS_AB)]
 REPO = Path(demo.__file__).parents[1]
 
 
@@ -57,13 +57,13 @@ def test_quick_run_writes_logs_dumps_report_and_summary(quick_out: Path) -> None
         run = quick_out / "runs" / f"{arm}_seed0"
         meta = json.loads((run / "meta.json").read_text())
         assert meta == {
-            "adv_estimator": arm,
+            "adv_estimator": ARMS[arm].estimator,
             "k": None if arm == "grpo" else 4,
             "n": 8,
             "seed": 0,
             "config_name": arm,
             "val_n": q["val_n"],
-            "settings": {},
+            "settings": {"maxpo_top2": {"objective": "top_m", "m": "2"}, "maxpo_ml": {"objective": "ml"}}.get(arm, {}),
         }
         # verl's file logger format: {"step": s, "data": {...}}, train/ at every step, val/ at 0, 2, 4
         log = read_jsonl(run / "train_log.jsonl")
@@ -104,7 +104,7 @@ def test_quick_run_writes_logs_dumps_report_and_summary(quick_out: Path) -> None
     assert set(data["gradvar"]) == {"warm start", *(f"after 4 {a} steps" for a in ARMS_AB)}
     # the variance section covers every arm of the table that verl has, not only the A/B's
     every_arm = demo_gradvar.gradvar_arms(4, core_algos.ADV_ESTIMATOR_REGISTRY)
-    assert set(every_arm) >= set(ARMS_AB) | {"pkpo_loo"}
+    assert every_arm == ["maxpo", "maxpo_top2", "maxpo_ml", "pkpo", "pkpo_loo", "maxrl", "grpo"]
     ws = data["gradvar"]["warm start"]
     assert list(ws) == every_arm
     assert all(ws[a]["rel_var"] > 0 and -1 <= ws[a]["cos_mean"] <= 1 for a in every_arm)
@@ -271,7 +271,7 @@ def test_rl_step_uses_the_estimator_registered_in_verl(small_batch, monkeypatch:
     model.zero_grad(set_to_none=True)
 
 
-@pytest.mark.parametrize("arm", ARMS_AB)
+@pytest.mark.parametrize("arm", ["maxpo", "grpo", "pkpo"])
 def test_rl_step_advantages_match_the_estimators(small_batch, arm: str) -> None:
     model, batch, cfg = small_batch
     algo, actor = demo_rl.verl_configs(arm, cfg)
@@ -333,7 +333,7 @@ def test_options_are_checked_and_frozen() -> None:
         parse(["--k", "1"])
     assert parse(["--k", "1", "--estimators", "maxpo,grpo"]).k == 1
     cfg = parse(["--quick", "--steps", "7", "--workers", "3", "--out", "rel"])
-    assert cfg.steps == 7 and cfg.digits == demo_config.QUICK["digits"] and cfg.arms == ARMS_AB
+    assert cfg.steps == 7 and cfg.digits == demo_config.QUICK["digits"] and cfg.arms == ("maxpo", "grpo", "pkpo")
     assert cfg.workers == 3 and cfg.out == Path.cwd() / "rel" and cfg.val_ks == [1, 4, 8]
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.steps = 8  # type: ignore[misc]

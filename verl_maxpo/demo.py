@@ -115,7 +115,7 @@ def run_demo(cfg: DemoConfig, stage: Path, command: str) -> str:
 
     from verl_maxpo.demo_gradvar import gradvar_arms
     from verl_maxpo.demo_summary import provenance, summarize
-    from verl_maxpo.report import write_report
+    from verl_maxpo.report import write_report_files
 
     t_start = time.perf_counter()
     log = stage / LOG_NAME
@@ -161,7 +161,7 @@ def run_demo(cfg: DemoConfig, stage: Path, command: str) -> str:
         gradvar |= {f"after {cfg.steps} {arm} steps": results[f"{arm}_seed{cfg.seed}"][1] for arm in cfg.arms}
         t0 = time.perf_counter()
         run_dirs = [stage / "runs" / f"{arm}_seed{s}" for arm in cfg.arms for s in cfg.seed_list]
-        write_report(run_dirs, stage, ks=cfg.val_ks, relative_to=stage)
+        write_report_files(run_dirs, stage, ks=cfg.val_ks, relative_to=stage)
         timings["report"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
         text, data = summarize(cfg, histories, gradvar, warm, timings, provenance(cfg, command, workers))
