@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow  # runs the demo
 
 ARMS_AB = tuple(ARMS)  # every arm of the table, in the A/B and in the variance section
 QUICK_ARGS = ["--quick", "--no-progress", "--estimators", ",".join(ARMS_AB)]
+SHORT_WARM_START = ["--sft-max-steps", "25"]  # for tests of the output folder, not of the numbers
 REPO = Path(demo.__file__).parents[1]
 
 
@@ -40,8 +41,9 @@ def cli(*args: str) -> list[str]:
 
 
 def tables(summary_md: str) -> str:
-    """summary.md up to its provenance section (which names the worker count and the wall time)."""
-    return summary_md.split("## What these numbers depend on")[0]
+    """summary.md's tables: from the first table to the provenance section (which names the command, the worker
+    count and the wall time)."""
+    return summary_md.split("## Held-out")[1].split("## What these numbers depend on")[0]
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +128,8 @@ def test_force_replaces_only_the_demos_own_files(quick_out: Path, tmp_path: Path
     (out / "runs" / "mine").mkdir()
     (out / "runs" / "mine" / "log.txt").write_text("mine too\n")
     (out / "pass_at_32.png").write_bytes(b"a user's plot")
-    assert demo.main([*QUICK_ARGS, "--workers", "1", "--out", str(out), "--estimators", "maxpo", "--force"]) == 0
+    argv = [*QUICK_ARGS, *SHORT_WARM_START, "--workers", "1", "--out", str(out), "--estimators", "maxpo", "--force"]
+    assert demo.main(argv) == 0
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["maxpo_seed0", "mine"]
     assert (out / "notes.txt").read_text() == "mine\n" and (out / "runs/mine/log.txt").read_text() == "mine too\n"
     assert (out / "pass_at_32.png").read_bytes() == b"a user's plot"
@@ -149,7 +152,10 @@ def test_interrupted_run_leaves_the_earlier_output_whole(quick_out: Path, tmp_pa
     shutil.copytree(quick_out, out)
     before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     proc = subprocess.Popen(
-        cli("--out", str(out), "--workers", "2"), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        cli(*SHORT_WARM_START, "--out", str(out), "--workers", "2"),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     _wait_for(".verl_maxpo-partial-*/runs/*/val/0.jsonl", out, proc)
     workers = psutil.Process(proc.pid).children()

@@ -54,6 +54,9 @@ def stderr_to(log: Path) -> Iterator[Any]:
 
 def _init_worker(progress_queue: Any, log: str) -> None:
     global _progress_queue
+    # A Ctrl-C at the terminal reaches the whole process group: only the main process acts on it, by
+    # terminating the workers (a worker interrupted while it starts writes its traceback into the log only).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _progress_queue = progress_queue
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
@@ -85,15 +88,9 @@ def run_jobs(
         return prepared, {name: fn(*args, progress) for name, (fn, args) in make_jobs(prepared).items()}
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch's thread pools
     progress_queue = ctx.Queue()
-    # Workers ignore SIGINT from their first instruction on (the disposition survives exec): Ctrl-C reaches the
-    # process group, and only this process handles it, by terminating them.
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+    pool = None
     try:
         pool = ctx.Pool(workers, initializer=_init_worker, initargs=(progress_queue, str(log)))
-    finally:
-        if handler is not None:
-            signal.signal(signal.SIGINT, handler)
-    try:
         prepared = prepare()
         pending = {name: pool.apply_async(_call, job) for name, job in make_jobs(prepared).items()}
         results = {}
@@ -104,8 +101,9 @@ def run_jobs(
         _drain(progress_queue, progress, timeout=0)
         pool.close()
     finally:
-        pool.terminate()
-        pool.join()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
     return prepared, results
 
 
