@@ -217,6 +217,17 @@ def _demo_out_file(p: Path) -> list[str]:
     return ["demo", "--quick", "--no-progress", "--out", t(p, "out")]
 
 
+def _demo_out_under_file(p: Path) -> list[str]:
+    (p / "file.txt").write_text("mine\n")
+    return ["demo", "--quick", "--no-progress", "--out", t(p, "file.txt", "out")]
+
+
+def _demo_force_over_users_run(p: Path) -> list[str]:
+    (p / "out" / "runs" / "maxpo_seed0").mkdir(parents=True)
+    (p / "out" / "runs" / "maxpo_seed0" / "meta.json").write_text("{}\n")  # the user's, not the demo's
+    return ["demo", "--quick", "--no-progress", "--out", t(p, "out"), "--force"]
+
+
 DEMO_CASES = [
     Case("demo val-every 0", demo("--val-every", "0"), code=2, needles=("--val-every",)),
     Case("demo steps 0", demo("--steps", "0"), code=2, needles=("--steps",)),
@@ -224,7 +235,7 @@ DEMO_CASES = [
     Case("demo seed negative", demo("--seed", "-1"), code=2, needles=("--seed",)),
     Case("demo estimators comma", demo("--estimators", ","), code=2, needles=("--estimators",)),
     Case("demo estimators duplicate", demo("--estimators", "maxpo,maxpo"), code=2, needles=("more than once",)),
-    Case("demo estimators unknown", demo("--estimators", "maxpo", "nope"), code=2, needles=("nope",)),
+    Case("demo estimators unknown", demo("--estimators", "maxpo", "nope"), code=2, needles=("nope", "pkpo_loo")),
     Case("demo k zero", demo("--k", "0"), code=2, needles=("--k",)),
     Case("demo n below k+1", demo("--n", "4", "--k", "4"), code=2, needles=("--n",)),
     Case("demo val-n below k+1", demo("--val-n", "3"), code=2, needles=("--val-n",)),
@@ -244,7 +255,8 @@ DEMO_CASES = [
     Case("demo grad-clip 0", demo("--grad-clip", "0"), code=2, needles=("--grad-clip",)),
     Case("demo temperature 0", demo("--temperature", "0"), code=2, needles=("--temperature",)),
     Case("demo temperature inf", demo("--temperature", "inf"), code=2, needles=("--temperature",)),
-    Case("demo threads 0", demo("--threads", "0"), code=2, needles=("--threads",)),
+    Case("demo workers 0", demo("--workers", "0"), code=2, needles=("--workers",)),
+    Case("demo threads (one per worker)", demo("--threads", "2"), code=2, needles=("--threads",)),
     Case("demo val-n 0", demo("--val-n", "0"), code=2, needles=("--val-n",)),
     Case("demo gradvar-draws 1", demo("--gradvar-draws", "1"), code=2, needles=("--gradvar-draws",)),
     Case("demo gradvar-prompts 0", demo("--gradvar-prompts", "0"), code=2, needles=("--gradvar-prompts",)),
@@ -254,6 +266,11 @@ DEMO_CASES = [
     Case("demo k text", demo("--k", "four"), code=2, needles=("--k",)),
     Case("demo steps octal-looking", demo("--steps", "010"), code=2, needles=("--steps",)),
     Case("demo out is a file", _demo_out_file, code=2, needles=("not a folder",)),
+    Case("demo out under a file", _demo_out_under_file, code=2, needles=("file.txt", "not a")),
+    Case("demo out unwritable", lambda p: ["demo", "--quick", "--out", "/proc/maxpo_demo/out"], needles=("/proc",)),
+    Case("demo out empty", demo("--out", " "), code=2, needles=("--out",)),
+    Case("demo force over a user's run", _demo_force_over_users_run, code=2, needles=("would overwrite", "runs/")),
+    Case("demo force over a user's run: kept", _demo_force_over_users_run, expect="kept", keep=lambda p: p / "out"),
     Case("demo out not empty", _demo_nonempty, code=2, needles=("not empty", "--force")),
     Case("demo out not empty: kept", _demo_nonempty, expect="kept", keep=lambda p: p / "out"),
     Case("demo preset unknown", demo("--preset", "dense9"), code=2, needles=("--preset",)),

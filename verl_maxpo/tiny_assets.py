@@ -65,38 +65,19 @@ def _rows(task: Any, pairs: Any, split: str) -> list[dict[str, Any]]:
     ]
 
 
-def warm_start(model: Any, task: Any, steps: int, seed: int) -> float:
-    """Teacher-forced cross-entropy on correct answers for `steps` steps; returns the last loss."""
-    import numpy as np
-    import torch
-
-    from verl_maxpo.addition_task import response_log_probs
-
-    rng = np.random.default_rng([seed, 2])
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    loss = torch.tensor(float("nan"))
-    for _ in range(steps):
-        prompt_ids, target_ids = task.encode(task.train_pairs(rng, 64), torch.device("cpu"))
-        loss = -response_log_probs(model, prompt_ids, target_ids).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return loss.item()
-
-
 def build(out: Path, opts: dict[str, Any]) -> dict[str, Any]:
     """Write every asset into `out` (an empty folder); returns the manifest."""
     import numpy as np
     import pandas as pd
     import torch
 
-    from verl_maxpo.addition_task import AdditionTask, build_policy
+    from verl_maxpo.addition_task import AdditionTask, build_policy, warm_start
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     task = AdditionTask(opts["digits"], opts["test_prompts"], opts["seed"])
     model = build_policy(task, opts["seed"], torch.device("cpu"))
-    loss = warm_start(model, task, opts["warm_steps"], opts["seed"])
+    loss = warm_start(model, task, steps=opts["warm_steps"], seed=opts["seed"]).loss
     model.generation_config.eos_token_id = task.eos
     model.generation_config.pad_token_id = task.pad
     model.save_pretrained(out / "model")

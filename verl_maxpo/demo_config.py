@@ -1,0 +1,209 @@
+"""The demo's options: one argparse parser, checked before any work, turned once into a frozen `DemoConfig`.
+
+Nothing changes an option after parsing: every later stage reads the frozen config (and the worker processes
+receive a pickled copy of it), so what a run did is exactly what its config says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from verl_maxpo.cli_args import flat_names, float_in, int_at_least
+from verl_maxpo.estimator_table import ARMS, ESTIMATORS, ArmSpec
+
+QUICK = {  # --quick: a smoke run of the whole pipeline (under a minute on 2 cores), used by the tests
+    "digits": 2,
+    "seeds": 1,
+    "steps": 4,
+    "prompts_per_step": 8,
+    "val_every": 2,
+    "val_prompts": 16,
+    "val_n": 8,
+    "sft_max_steps": 400,
+    "sft_target": 0.1,
+    "gradvar_draws": 4,
+    "gradvar_prompts": 4,
+}
+# Named settings: --preset NAME replaces these defaults (explicit flags still win; --quick goes on top).
+PRESETS: dict[str, dict[str, Any]] = {
+    # The regime max@K methods target: held-out pass@1 under 10% at the start (a shorter warm start).
+    "sparse": {"sft_target": 0.05},
+}
+DEFAULT_ARMS = ("maxpo", "grpo", "pkpo")
+LOSS_AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+MAX_DIGITS = 9  # operand pairs are drawn from 10**(2*digits) values, which must fit an int64
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container or `taskset` narrows)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def reads_k(arm: ArmSpec) -> bool:
+    """Whether the arm's estimator reads algorithm.maxpo.k (ours do; verl's own, such as grpo, do not)."""
+    spec = ESTIMATORS.get(arm.estimator)
+    return spec is not None and "k" in spec.options
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Every option of one demo run, fixed at parse time. `out` is absolute; `arms` are names in ARMS."""
+
+    out: Path
+    force: bool
+    quick: bool
+    preset: str | None
+    device: str
+    workers: int
+    no_progress: bool
+    arms: tuple[str, ...]
+    seeds: int
+    seed: int
+    k: int
+    n: int
+    digits: int
+    val_prompts: int
+    sft_target: float
+    sft_max_steps: int
+    sft_lr: float
+    sft_batch: int
+    steps: int
+    prompts_per_step: int
+    lr: float
+    grad_clip: float
+    loss_agg_mode: str
+    temperature: float
+    val_every: int
+    val_n: int
+    gradvar_draws: int
+    gradvar_prompts: int
+
+    @property
+    def seed_list(self) -> list[int]:
+        return [self.seed + i for i in range(self.seeds)]
+
+    @property
+    def val_ks(self) -> list[int]:
+        """The k of the validation metrics: pass@1, pass@k (the estimators' k) and pass@n (every sample)."""
+        return sorted({1, self.k, self.val_n})
+
+    def settings(self) -> dict[str, Any]:
+        """The options that change results (for logs and summary.json): all but where and how to run."""
+        skip = {"out", "force", "no_progress", "workers"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "out": str(self.out), "arms": list(self.arms)}
+
+
+def _device(text: str) -> str:
+    """argparse type: a torch device that exists on this machine (refuses `cuda` without a GPU)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (use cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: no CUDA GPU is visible to torch here; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the demo runs on cpu or cuda")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All options of the demo, each documented and range-checked where it is declared."""
+    import torch
+
+    p = argparse.ArgumentParser(
+        prog="verl-maxpo demo",
+        description="End-to-end A/B of max@K advantage estimators on a synthetic addition task, on CPU, with "
+        "verl's pieces.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    pos = float_in(0.0, math.inf, low_open=True)
+    # outputs and run control
+    p.add_argument("--out", default="maxpo_demo", help="output folder (runs/, report.md, summary.md, PNGs)")
+    p.add_argument("--force", action="store_true", help="replace the demo's earlier outputs in a non-empty --out")
+    p.add_argument("--quick", action="store_true", help=f"smoke run under a minute; overrides {sorted(QUICK)}")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None, help=f"named settings: {PRESETS}")
+    p.add_argument("--device", type=_device, default="cuda" if torch.cuda.is_available() else "cpu", help="device")
+    p.add_argument(
+        "--workers", type=int_at_least(1), default=usable_cores(),
+        help="RL runs at once, one single-threaded process each (default: the usable cores); results do not "
+        "depend on it",
+    )  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    # the A/B
+    p.add_argument(
+        "--estimators", nargs="+", default=list(DEFAULT_ARMS), metavar="ARM",
+        help=f"A/B arms, space- or comma-separated; one of {', '.join(ARMS)}",
+    )  # fmt: skip
+    p.add_argument("--seeds", type=int_at_least(1), default=3, help="RL seeds per arm (seed i is --seed + i)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="base seed: model, warm start, held-out set, RL")
+    p.add_argument("--k", type=int_at_least(1), default=4, help="k of max@k (algorithm.maxpo.k)")
+    p.add_argument("--n", type=int_at_least(2), default=8, help="samples per training prompt (rollout.n)")
+    # task
+    p.add_argument("--digits", type=int_at_least(1), default=3, help=f"digits per operand (1..{MAX_DIGITS})")
+    p.add_argument("--val-prompts", type=int_at_least(1), default=64, help="held-out prompts, never trained on")
+    # warm start (supervised)
+    p.add_argument(
+        "--sft-target", type=float_in(0.0, 1.0, low_open=True), default=0.15,
+        help="stop the warm start at this sampled pass@1 on training prompts, in (0, 1]",
+    )  # fmt: skip
+    p.add_argument("--sft-max-steps", type=int_at_least(1), default=3000, help="upper bound on warm-start steps")
+    p.add_argument("--sft-lr", type=pos, default=3e-3, help="warm-start AdamW learning rate")
+    p.add_argument("--sft-batch", type=int_at_least(1), default=128, help="warm-start batch of (prompt, answer)")
+    # RL (verl's names in brackets)
+    p.add_argument("--steps", type=int_at_least(1), default=150, help="RL steps per run (total_training_steps)")
+    p.add_argument("--prompts-per-step", type=int_at_least(1), default=32, help="prompts per step (train_batch_size)")
+    p.add_argument("--lr", type=pos, default=3e-4, help="RL AdamW learning rate (actor.optim.lr)")
+    p.add_argument("--grad-clip", type=pos, default=1.0, help="gradient norm clip (actor.grad_clip)")
+    p.add_argument("--loss-agg-mode", choices=LOSS_AGG_MODES, default="token-mean", help="actor.loss_agg_mode")
+    p.add_argument("--temperature", type=pos, default=1.0, help="sampling temperature, training and validation")
+    # validation
+    p.add_argument("--val-every", type=int_at_least(1), default=10, help="validate every this many steps (+0, end)")
+    p.add_argument("--val-n", type=int_at_least(2), default=16, help="samples per held-out prompt (needs > k)")
+    # gradient variance
+    p.add_argument("--gradvar-draws", type=int_at_least(2), default=64, help="gradient estimates per checkpoint")
+    p.add_argument("--gradvar-prompts", type=int_at_least(1), default=16, help="prompts per gradient estimate")
+    return p
+
+
+def parse_config(argv: list[str] | None) -> DemoConfig:
+    """Parse and check argv, all before any work; --preset then --quick replace defaults (explicit flags win)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.preset or args.quick:
+        parser.set_defaults(**PRESETS.get(args.preset, {}), **(QUICK if args.quick else {}))
+        args = parser.parse_args(argv)
+    try:
+        arms = flat_names(args.estimators, "--estimators", choices=ARMS)
+    except argparse.ArgumentTypeError as err:
+        parser.error(str(err))
+    if args.digits > MAX_DIGITS:
+        parser.error(f"--digits must be at most {MAX_DIGITS}, got {args.digits}")
+    if args.val_prompts > 10 ** (2 * args.digits) // 2:
+        parser.error(f"--val-prompts {args.val_prompts} is too many for {args.digits}-digit operands")
+    for name in arms:
+        spec = ESTIMATORS.get(ARMS[name].estimator)
+        if spec is None:
+            continue
+        if args.k < spec.min_k:
+            parser.error(f"{name} needs --k >= {spec.min_k} (at k = {args.k} {spec.name} has no baseline)")
+        if args.n < spec.min_group_size(args.k):
+            parser.error(f"--n ({args.n}) must be at least {spec.min_group_size(args.k)} for {name} at k = {args.k}")
+    if args.val_n < args.k + 1:
+        parser.error(f"--val-n ({args.val_n}) must be at least k+1 = {args.k + 1}")
+    if not args.out.strip():
+        parser.error("--out is empty; give a folder (--out . is the current folder)")
+    values = {**vars(args), "out": Path(args.out).absolute(), "arms": tuple(arms)}
+    del values["estimators"]
+    return DemoConfig(**values)

@@ -1,0 +1,69 @@
+"""Gradient variance at fixed parameters (the paper's headline claim): every arm's gradient on the same samples."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Container
+
+import numpy as np
+import torch
+
+from verl_maxpo.addition_task import AdditionTask, response_log_probs
+from verl_maxpo.demo_config import DemoConfig
+from verl_maxpo.demo_rl import Progress, policy_gradient_loss, rollout, verl_configs
+from verl_maxpo.estimator_table import ARMS, ESTIMATORS
+
+
+def gradvar_arms(k: int, registry: Container[str]) -> list[str]:
+    """Every arm of the table that verl has registered and that is defined at this k. The section is cheap
+    (one backward pass per arm on shared samples), so it covers them all, not only the A/B's."""
+    defined = [a for a in ARMS.values() if a.estimator not in ESTIMATORS or k >= ESTIMATORS[a.estimator].min_k]
+    return [a.name for a in defined if a.estimator in registry]
+
+
+def gradient_variance(
+    model: torch.nn.Module, task: AdditionTask, cfg: DemoConfig, arms: list[str], progress: Progress
+) -> dict[str, dict[str, float]]:
+    """Many independent gradient estimates at the model's current parameters, each from a fresh batch of
+    --gradvar-prompts prompts x n samples. Every arm is computed on the *same* samples of a draw (one forward,
+    one backward per arm), so the differences come from the advantages alone. The sample stream depends on
+    --seed only, so every checkpoint is measured on the same prompts.
+
+    Per arm, with g_j the M draws and g_bar their mean:
+      rel_var  = trace(Cov) / |E g|^2, with |E g|^2 estimated without bias as |g_bar|^2 - trace(Cov)/M
+      cos_mean = mean_j cos(g_j, mean of the other draws)  (leave-one-out, so a draw is not compared with itself)
+    """
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    rng = np.random.default_rng([cfg.seed, 4])
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 4)
+    configs = {arm: verl_configs(arm, cfg) for arm in arms}
+    grads: dict[str, list[torch.Tensor]] = {arm: [] for arm in arms}
+    for draw in range(cfg.gradvar_draws):
+        batch = rollout(model, task, task.train_pairs(rng, cfg.gradvar_prompts), cfg.n, cfg.temperature, gen)
+        log_prob = response_log_probs(model, batch.prompt_ids, batch.responses)
+        for i, arm in enumerate(arms):
+            loss, _, _ = policy_gradient_loss(model, batch, *configs[arm], log_prob=log_prob)
+            g = torch.autograd.grad(-loss, params, retain_graph=i < len(arms) - 1, allow_unused=True)
+            flat = [(x if x is not None else torch.zeros_like(p)).reshape(-1) for x, p in zip(g, params, strict=True)]
+            grads[arm].append(torch.cat(flat).double().cpu())
+        progress(1, f"gradient variance draw {draw + 1}")
+    out = {}
+    for arm, gs in grads.items():
+        G = torch.stack(gs)  # (M, P)
+        m = G.shape[0]
+        mean = G.mean(0)
+        trace_cov = ((G - mean) ** 2).sum().item() / (m - 1)
+        signal = mean.square().sum().item() - trace_cov / m
+        loo_means = (G.sum(0, keepdim=True) - G) / (m - 1)
+        cos = torch.nn.functional.cosine_similarity(G, loo_means, dim=1)
+        out[arm] = {
+            "rel_var": trace_cov / signal if signal > 0 else math.inf,
+            "cos_mean": float(torch.nan_to_num(cos).mean()),
+            "mean_norm": mean.norm().item(),
+            "zero_frac": float((G.abs().sum(1) == 0).double().mean()),
+        }
+    if "maxpo" in grads and "pkpo" in grads:  # same expectation (grad max@k); their means should agree
+        a, b = torch.stack(grads["maxpo"]).mean(0), torch.stack(grads["pkpo"]).mean(0)
+        out["maxpo"]["cos_to_pkpo_mean"] = float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+    return out

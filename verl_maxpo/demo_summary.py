@@ -1,0 +1,139 @@
+"""The demo's summary.md / summary.json: pass@k tables, gradient variance, and what the numbers depend on.
+
+Numbers are fractions with 4 decimals, as in report.md (pass@1 0.1234, not 12.3%).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import platform
+import sys
+from typing import Any
+
+import numpy as np
+
+from verl_maxpo.demo_config import DemoConfig
+from verl_maxpo.report_metrics import mean_se
+
+# The packages whose versions a table depends on (float kernels, sampling, tokenizer, verl's loss and advantages).
+PACKAGES = ("torch", "verl", "transformers", "tokenizers", "numpy", "omegaconf")
+Histories = dict[str, dict[int, list[dict[str, float]]]]  # arm -> seed -> validations
+GradVar = dict[str, dict[str, dict[str, float]]]  # checkpoint -> arm -> statistics
+
+
+def fmt(mean: float, se: float | None = None) -> str:
+    return f"{mean:.4f}" if se is None else f"{mean:.4f} ± {se:.4f}"
+
+
+def provenance(cfg: DemoConfig, command: str, workers: int) -> dict[str, Any]:
+    """Everything a table depends on besides the options: package versions, Python, CPU threads. `workers` is
+    recorded, though it does not change a number (each run is one process with one thread, seeded by itself)."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return {
+        "command": command,
+        "python": sys.version.split()[0],
+        "platform": f"{platform.system()} {platform.machine()}",
+        "packages": versions,
+        "device": cfg.device,
+        "torch_threads_per_run": 1,
+        "workers": workers,
+        "seeds": cfg.seed_list,
+        "settings": cfg.settings(),
+    }
+
+
+def pass_table(cfg: DemoConfig, histories: Histories) -> dict[str, dict[str, tuple[float, float | None]]]:
+    """Per arm: step-0 pass@1, final pass@k and pass@k averaged over the validations after step 0 (mean, s.e.)."""
+    table = {}
+    for arm, by_seed in histories.items():
+        runs = list(by_seed.values())
+        row = {"step0_pass@1": mean_se([h[0]["val/pass@1"] for h in runs])}
+        for k in cfg.val_ks:
+            row[f"final_pass@{k}"] = mean_se([h[-1][f"val/pass@{k}"] for h in runs])
+            row[f"avg_pass@{k}"] = mean_se([float(np.mean([e[f"val/pass@{k}"] for e in h[1:]])) for h in runs])
+        table[arm] = {key: (value.mean, value.se) for key, value in row.items()}
+    return table
+
+
+def summarize(
+    cfg: DemoConfig,
+    histories: Histories,
+    gradvar: GradVar,
+    warm: dict[str, Any],
+    timings: dict[str, float],
+    prov: dict[str, Any],
+) -> tuple[str, dict[str, Any]]:
+    """Markdown summary (final and mean-over-training pass@k per arm, gradient variance, provenance) and its data."""
+    ks = cfg.val_ks
+    table = pass_table(cfg, histories)
+    lines = [
+        "# MaxPO demo summary",
+        "",
+        f"Command: `{prov['command']}`",
+        "",
+        f"Task: {cfg.digits}-digit addition, exact-match reward. Policy: 2-layer Llama (random init), warm start "
+        f"{warm['steps']} supervised steps (sampled pass@1 on training prompts {warm['train_pass@1']:.4f}). "
+        f"RL: {cfg.steps} steps x {cfg.prompts_per_step} prompts x n={cfg.n}, AdamW lr={cfg.lr}, "
+        f"loss_agg_mode={cfg.loss_agg_mode}, k={cfg.k}, {cfg.seeds} seed(s). Validation: {cfg.val_prompts} "
+        f"held-out prompts x {cfg.val_n} samples.",
+        "",
+        "## Held-out pass@k, fractions (mean ± standard error over seeds)",
+        "",
+    ]
+    head = ["arm", "step 0"] + [f"final pass@{k}" for k in ks] + [f"avg pass@{k} (steps > 0)" for k in ks]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for arm, row in table.items():
+        cells = [arm, fmt(*row["step0_pass@1"])]
+        cells += [fmt(*row[f"final_pass@{k}"]) for k in ks] + [fmt(*row[f"avg_pass@{k}"]) for k in ks]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        '"avg" is the mean over all validations after step 0 (area under the curve), less noisy than the final '
+        "point. Curves: report.md and the PNGs next to it.",
+        "",
+        "## Gradient variance at fixed parameters",
+        "",
+        f"{cfg.gradvar_draws} independent gradient estimates per checkpoint, each from {cfg.gradvar_prompts} "
+        f"prompts x n={cfg.n}; every arm on the same samples. rel. variance = trace(Cov)/|E g|^2 "
+        "(lower is better), cos = mean cosine of a draw to the mean of the other draws (higher is better).",
+        "",
+        "| checkpoint | arm | rel. variance | cos to mean | zero-gradient draws |",
+        "|---|---|---|---|---|",
+    ]
+    for ckpt, per_arm in gradvar.items():
+        for arm, s in per_arm.items():
+            rel = "inf" if math.isinf(s["rel_var"]) else f"{s['rel_var']:.4f}"
+            lines.append(f"| {ckpt} | {arm} | {rel} | {s['cos_mean']:.4f} | {s['zero_frac']:.4f} |")
+    agree = [
+        f"{c}: {s['maxpo']['cos_to_pkpo_mean']:.4f}"
+        for c, s in gradvar.items()
+        if "cos_to_pkpo_mean" in s.get("maxpo", {})
+    ]
+    if agree:
+        lines += [
+            "",
+            "Sanity: cosine between the mean MaxPO and mean PKPO gradients (same expectation, grad "
+            "max@k): " + ", ".join(agree) + ".",
+        ]
+    packages = ", ".join(f"{name} {version}" for name, version in prov["packages"].items())
+    lines += [
+        "",
+        "## What these numbers depend on",
+        "",
+        f"Python {prov['python']} on {prov['platform']}, {packages}; device {prov['device']}, "
+        f"{prov['torch_threads_per_run']} torch thread per run ({prov['workers']} worker process(es), which do not "
+        f"change a number); seeds {prov['seeds']}; the command above. The same command with the same versions "
+        "gives these tables digit for digit (float results of other versions, or of other CPU kernels, may "
+        "differ).",
+        "",
+        "Wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()),
+        "",
+    ]
+    data = {"table": table, "gradvar": gradvar, "warm_start": warm, "timings_s": timings, "provenance": prov}
+    return "\n".join(lines), data
