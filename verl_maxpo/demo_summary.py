@@ -48,15 +48,64 @@ def provenance(cfg: DemoConfig, command: str, workers: int) -> dict[str, Any]:
     }
 
 
+def run_metrics(history: list[dict[str, float]], ks: tuple[int, ...] | list[int]) -> dict[str, float]:
+    """One run's final pass@k and pass@k averaged over the validations after step 0 (index 0 is step 0)."""
+    row = {}
+    for k in ks:
+        row[f"final_pass@{k}"] = history[-1][f"val/pass@{k}"]
+        row[f"avg_pass@{k}"] = float(np.mean([e[f"val/pass@{k}"] for e in history[1:]]))
+    return row
+
+
+def verdict(mean: float, se: float | None) -> str:
+    """ "ahead" / "behind" when |mean| > 2 SE, "level" otherwise; "n/a" without an SE (one seed)."""
+    if se is None:
+        return "n/a"
+    if abs(mean) > 2 * se:
+        return "ahead" if mean > 0 else "behind"
+    return "level"
+
+
+def paired_differences(
+    histories: Histories, ks: tuple[int, ...] | list[int], ref: str = "maxpo"
+) -> dict[str, dict[str, Any]]:
+    """Per arm other than `ref`: d_s = metric(arm, seed s) - metric(ref, seed s) over the seeds both ran (same seed,
+    same prompts and warm start), as mean and SE of d_s; per metric a verdict, and one for the row: "ahead" /
+    "behind" if some metric is clearly so and none the other way, "mixed" if both, "level" if none, "n/a" with one
+    seed. Empty when `ref` is not among the arms; an arm sharing no seed with `ref` is left out."""
+    if ref not in histories:
+        return {}
+    ref_runs = histories[ref]
+    out: dict[str, dict[str, Any]] = {}
+    for arm, by_seed in histories.items():
+        seeds = sorted(set(by_seed) & set(ref_runs))
+        if arm == ref or not seeds:
+            continue
+        ours = [run_metrics(by_seed[s], ks) for s in seeds]
+        theirs = [run_metrics(ref_runs[s], ks) for s in seeds]
+        diffs = {}
+        for key in ours[0]:
+            d = mean_se([a[key] - b[key] for a, b in zip(ours, theirs, strict=True)])
+            diffs[key] = {"mean": d.mean, "se": d.se, "verdict": verdict(d.mean, d.se)}
+        verdicts = {v["verdict"] for v in diffs.values()}
+        if "n/a" in verdicts:
+            row_verdict = "n/a"
+        elif {"ahead", "behind"} <= verdicts:
+            row_verdict = "mixed"
+        else:
+            row_verdict = next((v for v in ("ahead", "behind") if v in verdicts), "level")
+        out[arm] = {"seeds": seeds, "diffs": diffs, "verdict": row_verdict}
+    return out
+
+
 def pass_table(cfg: DemoConfig, histories: Histories) -> dict[str, dict[str, tuple[float, float | None]]]:
     """Per arm: step-0 pass@1, final pass@k and pass@k averaged over the validations after step 0 (mean, s.e.)."""
     table = {}
     for arm, by_seed in histories.items():
         runs = list(by_seed.values())
         row = {"step0_pass@1": mean_se([h[0]["val/pass@1"] for h in runs])}
-        for k in cfg.val_ks:
-            row[f"final_pass@{k}"] = mean_se([h[-1][f"val/pass@{k}"] for h in runs])
-            row[f"avg_pass@{k}"] = mean_se([float(np.mean([e[f"val/pass@{k}"] for e in h[1:]])) for h in runs])
+        per_run = [run_metrics(h, cfg.val_ks) for h in runs]
+        row |= {key: mean_se([m[key] for m in per_run]) for key in per_run[0]}
         table[arm] = {key: (value.mean, value.se) for key, value in row.items()}
     return table
 
@@ -97,6 +146,29 @@ def summarize(
         '"avg" is the mean over all validations after step 0 (area under the curve), less noisy than the final '
         "point. Curves: report.md and the PNGs next to it.",
         "",
+    ]
+    paired = paired_differences(histories, ks)
+    if paired:
+        lines += [
+            "## Paired differences against maxpo, fractions (mean ± standard error over seeds)",
+            "",
+            "Per seed, the arm's value minus maxpo's on the same seed (same prompts, same warm start), averaged "
+            "over the seeds both ran. Positive: the arm is ahead of maxpo. A mean more than 2 SE from 0 counts as a "
+            'clear difference over these seeds; "verdict" is ahead / behind if some column clearly is and none the '
+            "other way, mixed if both, level if none, n/a with one seed (no SE).",
+            "",
+        ]
+        head = ["arm vs maxpo", "seeds"] + [f"final pass@{k}" for k in ks] + [f"avg pass@{k}" for k in ks]
+        lines += ["| " + " | ".join(head + ["verdict"]) + " |", "|" + "---|" * (len(head) + 1)]
+        for arm, p in paired.items():
+            diffs = p["diffs"]
+            cells = [arm, str(len(p["seeds"]))]
+            for key in [f"final_pass@{k}" for k in ks] + [f"avg_pass@{k}" for k in ks]:
+                d = diffs[key]
+                cells.append(f"{d['mean']:+.4f} ± " + ("n/a" if d["se"] is None else f"{d['se']:.4f}"))
+            lines.append("| " + " | ".join(cells + [p["verdict"]]) + " |")
+        lines.append("")
+    lines += [
         "## Gradient variance at fixed parameters",
         "",
         f"{cfg.gradvar_draws} independent gradient estimates per checkpoint, each from {cfg.gradvar_prompts} "
@@ -135,5 +207,6 @@ def summarize(
         "Wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()),
         "",
     ]
-    data = {"table": table, "gradvar": gradvar, "warm_start": warm, "timings_s": timings, "provenance": prov}
+    data = {"table": table, "paired_vs_maxpo": paired, "gradvar": gradvar, "warm_start": warm}
+    data |= {"timings_s": timings, "provenance": prov}
     return "\n".join(lines), data
