@@ -59,6 +59,7 @@ def test_verdicts_ahead_behind_mixed_and_one_seed() -> None:
     assert single["seeds"] == [0] and single["verdict"] == "n/a"
     assert single["diffs"]["final_pass@1"] == {"mean": pytest.approx(0.4), "se": None, "verdict": "n/a"}
     assert verdict(0.0, 0.0) == "level" and verdict(0.3, 0.1) == "ahead" and verdict(-0.2, 0.1) == "level"
+    assert verdict(0.3, 0.0, seeds=2) == "n/a"  # two equal differences: an SE of 0 proves nothing
 
 
 def test_without_maxpo_or_shared_seeds_there_is_no_row() -> None:
@@ -85,7 +86,7 @@ def test_summary_renders_the_paired_table_only_with_maxpo() -> None:
     md, data = _summary(histories)
     assert "## Paired differences against maxpo" in md
     cells = "+0.3000 ± 0.2000"
-    assert f"| grpo | 2 | {cells} | {cells} | {cells} | {cells} | level |" in md
+    assert f"| grpo | 2 | {cells} | {cells} | {cells} | {cells} | n/a |" in md  # 2 seeds: too few for a verdict
     assert data["paired_vs_maxpo"]["grpo"]["diffs"]["avg_pass@4"]["mean"] == pytest.approx(0.3)
     md, data = _summary({"grpo": histories["grpo"]})
     assert "Paired differences" not in md and data["paired_vs_maxpo"] == {}

@@ -57,9 +57,14 @@ def run_metrics(history: list[dict[str, float]], ks: tuple[int, ...] | list[int]
     return row
 
 
-def verdict(mean: float, se: float | None) -> str:
-    """ "ahead" / "behind" when |mean| > 2 SE, "level" otherwise; "n/a" without an SE (one seed)."""
-    if se is None:
+# Fewer seeds than this give no verdict: with 2, pass rates that move in fixed steps often differ by the same
+# amount on both seeds, an SE of 0 that would call any difference clear.
+MIN_SEEDS_FOR_VERDICT = 3
+
+
+def verdict(mean: float, se: float | None, seeds: int = MIN_SEEDS_FOR_VERDICT) -> str:
+    """ "ahead" / "behind" when |mean| > 2 SE, "level" otherwise; "n/a" without an SE or with under 3 seeds."""
+    if se is None or seeds < MIN_SEEDS_FOR_VERDICT:
         return "n/a"
     if abs(mean) > 2 * se:
         return "ahead" if mean > 0 else "behind"
@@ -71,8 +76,8 @@ def paired_differences(
 ) -> dict[str, dict[str, Any]]:
     """Per arm other than `ref`: d_s = metric(arm, seed s) - metric(ref, seed s) over the seeds both ran (same seed,
     same prompts and warm start), as mean and SE of d_s; per metric a verdict, and one for the row: "ahead" /
-    "behind" if some metric is clearly so and none the other way, "mixed" if both, "level" if none, "n/a" with one
-    seed. Empty when `ref` is not among the arms; an arm sharing no seed with `ref` is left out."""
+    "behind" if some metric is clearly so and none the other way, "mixed" if both, "level" if none, "n/a" with
+    fewer than 3 seeds. Empty when `ref` is not among the arms; an arm sharing no seed with `ref` is left out."""
     if ref not in histories:
         return {}
     ref_runs = histories[ref]
@@ -86,7 +91,7 @@ def paired_differences(
         diffs = {}
         for key in ours[0]:
             d = mean_se([a[key] - b[key] for a, b in zip(ours, theirs, strict=True)])
-            diffs[key] = {"mean": d.mean, "se": d.se, "verdict": verdict(d.mean, d.se)}
+            diffs[key] = {"mean": d.mean, "se": d.se, "verdict": verdict(d.mean, d.se, len(seeds))}
         verdicts = {v["verdict"] for v in diffs.values()}
         if "n/a" in verdicts:
             row_verdict = "n/a"
@@ -155,7 +160,7 @@ def summarize(
             "Per seed, the arm's value minus maxpo's on the same seed (same prompts, same warm start), averaged "
             "over the seeds both ran. Positive: the arm is ahead of maxpo. A mean more than 2 SE from 0 counts as a "
             'clear difference over these seeds; "verdict" is ahead / behind if some column clearly is and none the '
-            "other way, mixed if both, level if none, n/a with one seed (no SE).",
+            "other way, mixed if both, level if none, n/a with fewer than 3 seeds.",
             "",
         ]
         head = ["arm vs maxpo", "seeds"] + [f"final pass@{k}" for k in ks] + [f"avg pass@{k}" for k in ks]
