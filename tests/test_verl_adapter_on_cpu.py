@@ -126,7 +126,8 @@ def test_default_options_without_a_maxpo_block() -> None:
 def test_v1_multi_trajectory_path() -> None:
     algo = compose_algorithm("algorithm.adv_estimator=maxpo", "+algorithm.maxpo.k=2")
     data = make_batch(seed=1)
-    keys = [f"{uid}_0_{i}" for i, uid in enumerate(data.non_tensor_batch["uid"])]
+    # {uid}_{session}_{index}: every row its own session (one output each), so every row is a sample
+    keys = [f"{uid}_{i}_0" for i, uid in enumerate(data.non_tensor_batch["uid"])]
     expected = maxpo_advantages(data.batch["token_level_rewards"].sum(-1), data.non_tensor_batch["uid"], 2)
     out = compute_advantage_for_multi_trajectories(data, batch_keys=keys, adv_estimator="maxpo", config=algo)
     torch.testing.assert_close(out.batch["advantages"], expected.unsqueeze(-1) * out.batch["response_mask"])
