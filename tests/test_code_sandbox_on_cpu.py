@@ -16,6 +16,7 @@ import pytest
 
 from verl_maxpo import code_reward
 from verl_maxpo.code_sandbox import LEVELS, CodeExecRefused
+from verl_maxpo.launch import SEARCHPATH
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +39,9 @@ def compose(*overrides: str, with_hydra: bool = False):
     from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(REPO / "recipes" / "code"), version_base=None):
-        return hydra_compose(config_name="code", overrides=list(overrides), return_hydra_config=with_hydra)
+        # The recipe lists recipes/shared relative to the repository root; tests run elsewhere: pass it absolute.
+        overrides = [SEARCHPATH, *overrides]
+        return hydra_compose(config_name="code", overrides=overrides, return_hydra_config=with_hydra)
 
 
 # ---- refusal ------------------------------------------------------------------------------------------------
@@ -107,7 +110,12 @@ def test_verls_main_ppo_refuses_before_starting_anything(overrides, message):
     command = [sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", str(REPO / "recipes" / "code")]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [*command, "--config-name", "code", *overrides], capture_output=True, text=True, env=env, timeout=300
+        [*command, "--config-name", "code", *overrides],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=REPO,  # by hand, as the recipe's header says: from the repository root
     )
     assert done.returncode == 2, done.stderr[-2000:]
     assert "error: " in done.stderr and message in done.stderr

@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 import torch
 
+from verl_maxpo.launch import SEARCHPATH
+
 REPO = Path(__file__).resolve().parents[1]
 SUPPORT = REPO / "tests" / "support"  # sitecustomize.py + verl_maxpo_trace.py
 RUN_TIMEOUT_S = 420
@@ -76,6 +78,7 @@ def run_main_ppo(recipe: str, assets: Path, run_dir: Path, *overrides: str) -> s
     cmd = [
         sys.executable, "-m", "verl.trainer.main_ppo",
         "--config-path", str(REPO / "recipes" / "tiny"), "--config-name", recipe,
+        SEARCHPATH,  # the recipe's recipes/shared is relative to the repository root; this runs in run_dir
         f"tiny_assets={assets}", f"trainer.validation_data_dir={run_dir / 'val'}",
         f"+ray_kwargs.ray_init._temp_dir={ray_tmp}", *overrides,
     ]  # fmt: skip
