@@ -136,3 +136,15 @@ def test_extras_module_matches_pyproject():
     assert core == {"verl", "torch", "numpy", "pandas", "psutil"}
     assert project["entry-points"]["verl.plugins"] == {"maxpo": "verl_maxpo.plugin"}
     assert project["scripts"] == {"verl-maxpo": "verl_maxpo.cli:main"}
+
+
+def test_ctrl_c_while_a_command_is_imported_exits_130_without_a_traceback(monkeypatch, capsys) -> None:
+    from verl_maxpo import cli
+
+    def interrupted(name: str):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.importlib, "import_module", interrupted)
+    assert cli.main(["demo", "--quick"]) == 130
+    err = capsys.readouterr().err
+    assert "verl-maxpo demo: interrupted" in err and "Traceback" not in err

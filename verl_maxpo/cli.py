@@ -1,10 +1,10 @@
 """`verl-maxpo` command line: one sub-command per module, imported only when used.
 
-verl-maxpo check     is `maxpo` registered in verl? (fresh process, says why not)
+verl-maxpo check     is every estimator of the table registered in verl? (fresh process, says why not)
 verl-maxpo report    unbiased pass@k / max@k tables and curves from verl validation dumps
 verl-maxpo bench     estimator cost against verl's built-in estimators
-verl-maxpo variance  exact gradient-variance map of maxpo vs pkpo vs pkpo_loo
-verl-maxpo demo      end-to-end MaxPO vs GRPO vs PKPO A/B on a CPU in minutes
+verl-maxpo variance  exact gradient-variance map of every A/B arm
+verl-maxpo demo      end-to-end A/B of the arms (maxpo, grpo, pkpo by default) on a CPU
 verl-maxpo launch    A/B arms of a recipe through verl's trainer, one run folder per arm (scripts/ab_launch.sh)
 verl-maxpo tiny-assets  tiny model, tokenizer and task for verl's trainer on a CPU (docs/cpu-backend.md)
 """
@@ -18,11 +18,11 @@ from verl_maxpo.extras import EXIT_MISSING_EXTRA, missing_for_command, missing_m
 
 # sub-command -> (module, one-line help). Each module exposes `main(argv: list[str] | None) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "check": ("verl_maxpo.check", "check that verl finds the `maxpo` and `pkpo` estimators"),
+    "check": ("verl_maxpo.check", "check that verl finds every estimator of verl-maxpo's table"),
     "report": ("verl_maxpo.report", "unbiased pass@k / max@k report from verl validation dumps"),
-    "bench": ("verl_maxpo.bench", "time maxpo/pkpo against verl's estimators"),
-    "variance": ("verl_maxpo.variance", "exact gradient-variance map: maxpo vs pkpo vs pkpo_loo (heatmaps, JSON)"),
-    "demo": ("verl_maxpo.demo", "CPU end-to-end A/B: maxpo vs grpo vs pkpo on a synthetic task"),
+    "bench": ("verl_maxpo.bench", "time every arm against verl's estimators"),
+    "variance": ("verl_maxpo.variance", "exact gradient-variance map of every arm (heatmaps, JSON)"),
+    "demo": ("verl_maxpo.demo", "CPU end-to-end A/B of the arms on a synthetic task"),
     "launch": ("verl_maxpo.launch", "run A/B arms of a recipe (gsm8k, math, code, tiny) through verl's trainer"),
     "tiny-assets": ("verl_maxpo.tiny_assets", "tiny local model + task (parquet) for verl's trainer on a CPU"),
 }
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = importlib.import_module(COMMANDS[name][0])
         return int(module.main(rest) or 0)
+    except KeyboardInterrupt:  # Ctrl-C before the command's own handling (importing torch takes seconds)
+        print(f"verl-maxpo {name}: interrupted", file=sys.stderr)
+        return 130
     except ModuleNotFoundError as err:
         message = missing_module_message(name, err)
         if message is None:
