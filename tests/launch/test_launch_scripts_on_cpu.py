@@ -22,7 +22,7 @@ from verl_maxpo.estimator_table import ARMS
 
 pytestmark = pytest.mark.slow  # composes recipes (verl's config) and runs verl's entry point in subprocesses
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WRAPPERS = sorted([*ROOT.glob("recipes/**/*.sh"), *ROOT.glob("scripts/*.sh")])
 MATH, CODE, AB = ("--one", "--folder", "math"), ("--one", "--folder", "code"), ()
 ALL_ARMS = " ".join(ARMS)

@@ -24,7 +24,7 @@ import torch
 
 from verl_maxpo.launch import SEARCHPATH
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SUPPORT = REPO / "tests" / "support"  # sitecustomize.py + verl_maxpo_trace.py
 RUN_TIMEOUT_S = 420
 

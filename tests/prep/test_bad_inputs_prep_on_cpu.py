@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 G = {"question": "What is 2 + 2?", "answer": "2 + 2 = 4\n#### 4"}  # a good gsm8k row
 M = {"problem": "What is 1 + 2?", "solution": "It is $\\boxed{3}$."}  # a good MATH row

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 # Modules that belong to the optional commands: the plugin must load none of them.
 OUR_OPTIONAL = ("verl_maxpo.demo", "verl_maxpo.report", "verl_maxpo.bench", "verl_maxpo.addition_task")

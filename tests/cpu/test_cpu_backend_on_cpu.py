@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Prints verl's registries, its platform resolution and the state of every CPU patch, after `import verl`.
 PROBE = r"""

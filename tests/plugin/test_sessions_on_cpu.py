@@ -19,7 +19,7 @@ from verl_maxpo import sessions
 from verl_maxpo.estimator_table import ESTIMATORS
 from verl_maxpo.estimators import maxpo_advantages
 
-# In a fresh verl process the plugin installs the wrapper (tests/test_no_side_effects_on_cpu.py checks that); in
+# In a fresh verl process the plugin installs the wrapper (tests/plugin/test_no_side_effects_on_cpu.py checks that); in
 # this shared pytest process another module may have loaded verl before the plugin could, so install it here
 # (idempotent: it patches the already-imported modules).
 sessions.install()

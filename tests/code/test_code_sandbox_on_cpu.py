@@ -20,7 +20,7 @@ from verl_maxpo.launch import SEARCHPATH
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TESTS = json.dumps({"inputs": ["1 2\n", "3 4\n"], "outputs": ["3\n", "7\n"]})
 SUM = "a, b = map(int, input().split())\nprint(a + b)"
 LOCAL = "reward.custom_reward_function.reward_kwargs.allow_local_exec=true"

@@ -12,7 +12,7 @@ import pytest
 
 from verl_maxpo.estimator_table import ESTIMATORS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "cuda_check.py"
 # Runs the script with an import hook that refuses verl, ray and pandas, so any import of them fails loudly.
 BLOCKED_RUN = """

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 pytestmark = pytest.mark.slow  # composes every recipe through verl's entry point in subprocesses
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "data"
 # <task>_<arm> -> the recipe's folder; composed as `--config-name <task> estimator=<arm>`.
 RECIPES = {f"{task}_{arm}": folder for task, folder in (("gsm8k", "math"), ("math", "math"), ("code", "code"))
