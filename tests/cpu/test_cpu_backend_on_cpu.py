@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from verl_maxpo.estimator_table import ESTIMATORS
+
 REPO = Path(__file__).resolve().parents[2]
 
 # Prints verl's registries, its platform resolution and the state of every CPU patch, after `import verl`.
@@ -63,7 +65,7 @@ def test_opt_in_unset_changes_nothing_but_names(without_plugins: dict) -> None:
     assert set(ours["rollouts"]) - set(base["rollouts"]) == {"hf_cpu/async"}
     assert set(base["rollouts"]) <= set(ours["rollouts"])
     assert set(ours["replicas"]) == {*base["replicas"], "hf_cpu"}
-    assert set(ours["estimators"]) == {*base["estimators"], "maxpo", "pkpo", "pkpo_loo"}
+    assert set(ours["estimators"]) == {*base["estimators"], *ESTIMATORS}  # the estimator table's names
     assert not ours["pg_init_patched"] and not ours["placement_patched"]
     assert ours["import_hooks"] == ["verl.trainer.ppo.v1.utils"]  # the session wrapper's one-shot hook only
     assert ours["heavy_modules"] == []

@@ -186,10 +186,13 @@ def test_ab_launcher_trains_grpo_on_cpu_and_reports(assets: Path, tmp_path: Path
         scores = np.array(rec["score"])
         uid = np.array(rec["uid"], dtype=object)
         means = {u: scores[uid == u].mean() for u in set(rec["uid"])}
-        expected = scores - np.array([means[u] for u in rec["uid"]])  # norm_adv_by_std_in_grpo: false
-        np.testing.assert_allclose(rec["advantage"], expected, atol=1e-6)
+        stds = {u: scores[uid == u].std(ddof=1) for u in set(rec["uid"])}  # torch.std, as verl's GRPO
+        # the shared A/B base's GRPO: norm_adv_by_std_in_grpo true, epsilon 1e-6
+        expected = np.array([(s - means[u]) / (stds[u] + 1e-6) for s, u in zip(scores, rec["uid"], strict=True)])
+        np.testing.assert_allclose(rec["advantage"], expected, atol=1e-5, rtol=1e-5)
     meta = json.loads((run_dir / "meta.json").read_text())
-    assert (meta["adv_estimator"], meta["n"], meta["k"], meta["config_name"]) == ("grpo", 4, None, "tiny_grpo")
+    assert (meta["adv_estimator"], meta["n"], meta["k"], meta["config_name"]) == ("grpo", 4, None, "tiny")
+    assert meta["settings"]["arm"] == "grpo"
     assert "=== " in (run_dir / "console.log").read_text()
     report = (out_dir / "report" / "report.md").read_text()
     assert "tiny_grpo_seed1" in report and "pass@1" in report

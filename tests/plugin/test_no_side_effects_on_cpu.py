@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from verl_maxpo.estimator_table import ESTIMATORS
+
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # fresh interpreters importing verl's trainer
 
@@ -106,7 +108,7 @@ ADDED_KEYS = {
     "verl.plugin.platform.platform_manager:PlatformRegistry._platforms": {"cpu"},
     "verl.workers.rollout.base:_ROLLOUT_REGISTRY": {"('hf_cpu', 'async')"},
     "verl.workers.rollout.replica:RolloutReplicaRegistry._registry": {"hf_cpu"},
-    "verl.trainer.ppo.core_algos:ADV_ESTIMATOR_REGISTRY": {"maxpo", "pkpo", "pkpo_loo"},
+    "verl.trainer.ppo.core_algos:ADV_ESTIMATOR_REGISTRY": set(ESTIMATORS),  # the estimator table's names
 }
 # verl/__init__.py's own plugin loader: its policy (the variable the two runs set differently) and the loop variables
 # it leaves behind whenever any plugin loads.
