@@ -16,7 +16,7 @@ from verl.trainer.ppo.v1 import trainer_base
 from verl.trainer.ppo.v1 import utils as v1_utils
 
 from verl_maxpo import sessions
-from verl_maxpo.estimator_table import ESTIMATORS
+from verl_maxpo.estimator_table import ESTIMATORS, MaxPOOptions
 from verl_maxpo.estimators import maxpo_advantages
 
 # In a fresh verl process the plugin installs the wrapper (tests/plugin/test_no_side_effects_on_cpu.py checks that); in
@@ -84,8 +84,8 @@ def test_ours_score_each_session_once_and_broadcast(name: str) -> None:
     assert len(keys) > len(finals) + 4  # the batch really has extra session rows
     out, _ = call(name)
     spec = ESTIMATORS[name]
-    k_arg = (K,) if spec.uses_k else ()  # maxrl takes no k
-    per_session = spec.fn(finals, final_uids, *k_arg, **({"norm_by_std": False} if spec.uses_k else {}))
+    args, kwargs = MaxPOOptions(k=K).call_args(name)  # the table's own call: maxrl takes no k
+    per_session = spec.fn(finals, final_uids, *args, **kwargs)
     seen = list(dict.fromkeys(k.rsplit("_", 1)[0] for k in keys))
     expected_rows = per_session[[seen.index(k.rsplit("_", 1)[0]) for k in keys]]
     expected = expected_rows[:, None] * data.batch["response_mask"]
@@ -96,8 +96,8 @@ def test_ours_score_each_session_once_and_broadcast(name: str) -> None:
     naive = spec.fn(
         data.batch["token_level_rewards"].sum(-1),
         data.non_tensor_batch["uid"],
-        *k_arg,
-        **({"norm_by_std": False} if spec.uses_k else {}),
+        *args,
+        **kwargs,
     )
     assert (naive - expected_rows).abs().max() > 1e-3
 
