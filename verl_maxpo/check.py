@@ -38,6 +38,7 @@ except Exception as err:
     out["entry_points_error"] = short(err)
 try:
     import verl_maxpo.plugin  # noqa: F401  (surfaces the error verl swallowed)
+    import verl_maxpo.verl_adapter  # noqa: F401  (what the plugin's hook imports once core_algos is imported)
 except Exception as err:
     out["plugin_error"] = short(err)
 out["VERL_USE_EXTERNAL_PLUGINS"] = os.environ.get("VERL_USE_EXTERNAL_PLUGINS")

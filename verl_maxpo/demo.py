@@ -120,7 +120,7 @@ def run_demo(cfg: DemoConfig, stage: Path, command: str) -> str:
     t_start = time.perf_counter()
     log = stage / LOG_NAME
     with stderr_to(log) as terminal, _torch_settings():
-        import verl  # noqa: F401  (its plugin entry point registers our estimators; warnings go to the log)
+        import verl  # noqa: F401  (loads our plugin; importing core_algos below registers the estimators)
         from verl.trainer.ppo import core_algos
 
         registry = core_algos.ADV_ESTIMATOR_REGISTRY

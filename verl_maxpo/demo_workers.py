@@ -63,7 +63,7 @@ def _init_worker(progress_queue: Any, log: str) -> None:
     os.dup2(fd, 2)
     os.close(fd)
     single_threaded_torch()
-    import verl  # noqa: F401  (registers our estimators through verl's plugin entry point, warnings into the log)
+    import verl  # noqa: F401  (loads our plugin, which registers the estimators once core_algos is imported)
 
 
 def _report(steps: int, status: str) -> None:

@@ -32,6 +32,49 @@ def test_bare_import_verl_registers_in_a_fresh_interpreter() -> None:
     assert proc.stdout.strip().splitlines()[-1] == "['maxpo', 'pkpo'] True"
 
 
+LAZY_PROBE = r"""
+import json, sys, warnings
+import verl
+heavy = ("verl.trainer.ppo.core_algos", "verl.workers.rollout.base", "verl.workers.rollout.replica",
+         "verl_maxpo.verl_adapter")
+out = {"after_import_verl": [m for m in heavy if m in sys.modules]}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from verl.trainer.ppo import core_algos
+    from verl.workers.rollout import base, replica
+out["registered"] = sorted(n for n in core_algos.ADV_ESTIMATOR_REGISTRY if n in @@NAMES@@)
+out["hf_cpu"] = [("hf_cpu", "async") in base._ROLLOUT_REGISTRY,
+                 replica.RolloutReplicaRegistry.get("hf_cpu") is not None]
+out["warnings"] = [str(w.message) for w in caught if "verl-maxpo" in str(w.message)]
+out["grpo"] = core_algos.get_adv_estimator_fn("grpo").__name__
+print(json.dumps(out))
+""".replace("@@NAMES@@", repr(tuple(ESTIMATORS)))
+
+
+def test_import_verl_defers_the_heavy_modules_until_verl_imports_them() -> None:
+    """`import verl` alone loads neither core_algos nor the rollout modules (each about 2 s); the names arrive
+    the moment verl imports those modules."""
+    proc = run([sys.executable, "-c", LAZY_PROBE])
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["after_import_verl"] == []
+    assert out["registered"] == sorted(ESTIMATORS)
+    assert out["hf_cpu"] == [True, True]
+    assert out["warnings"] == []
+
+
+def test_a_failing_registration_warns_and_leaves_verl_working() -> None:
+    """Our hook runs inside verl's own import of core_algos: a broken adapter must not break verl's estimators."""
+    probe = LAZY_PROBE.replace("import verl\n", "import verl\nsys.modules['verl_maxpo.verl_adapter'] = None\n", 1)
+    assert probe != LAZY_PROBE
+    proc = run([sys.executable, "-c", probe])
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["registered"] == [] and out["grpo"] == "compute_grpo_outcome_advantage"
+    assert len(out["warnings"]) == 1 and "`verl-maxpo check` says why" in out["warnings"][0], out["warnings"]
+    assert "ImportError" in out["warnings"][0] or "ModuleNotFoundError" in out["warnings"][0]
+
+
 def test_plugins_disabled_then_external_modules_fallback() -> None:
     off = run([sys.executable, "-c", PROBE], VERL_USE_EXTERNAL_PLUGINS="none")
     assert off.stdout.strip().splitlines()[-1] == "[] False"

@@ -3,13 +3,16 @@
 Opt-in only. `register()` (called by the `verl.plugins` entry point) adds three names and nothing else:
   - platform 'cpu' in `verl.plugin.platform.PlatformRegistry` (never auto-detected),
   - rollout 'hf_cpu' in `verl.workers.rollout.base._ROLLOUT_REGISTRY` (as a dotted path, imported on use),
-  - rollout 'hf_cpu' in `verl.workers.rollout.replica.RolloutReplicaRegistry` (a loader, imported on use).
+  - rollout 'hf_cpu' in `verl.workers.rollout.replica.RolloutReplicaRegistry` (a loader, imported on use);
+the two rollout names as soon as verl imports those modules.
 The patches in `patches.py` are applied only when VERL_PLATFORM=cpu selects the platform. See docs/cpu-backend.md.
 Import verl before importing `platform` or `rollout` directly: verl's plugin loading imports them too, and doing it
 the other way round makes that a circular import (verl then skips the plugin, logging it at DEBUG level).
 """
 
 from __future__ import annotations
+
+from types import ModuleType
 
 ROLLOUT_NAME = "hf_cpu"
 _ADAPTER_PATH = "verl_maxpo.cpu.rollout.HFCPUServerAdapter"
@@ -21,18 +24,29 @@ def _load_replica() -> type:
     return HFCPUReplica
 
 
-def register() -> None:
-    """Add the CPU platform and the hf_cpu rollout to verl's registries; patch verl only if VERL_PLATFORM=cpu."""
-    from verl.plugin.platform import PlatformRegistry
-    from verl.workers.rollout import base as rollout_base
-    from verl.workers.rollout.replica import RolloutReplicaRegistry
+def _add_adapter(rollout_base: ModuleType) -> None:
+    rollout_base._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = _ADAPTER_PATH
 
+
+def _add_replica(replica: ModuleType) -> None:
+    replica.RolloutReplicaRegistry.register(ROLLOUT_NAME, _load_replica)
+
+
+def register() -> None:
+    """Add the CPU platform and the hf_cpu rollout to verl's registries; patch verl only if VERL_PLATFORM=cpu.
+
+    The rollout names go in right after verl first imports each rollout module (one-shot import hooks): importing
+    `verl.workers.rollout` here would add about 2 s to every `import verl`, in every process.
+    """
+    from verl.plugin.platform import PlatformRegistry
+
+    from verl_maxpo.cpu.patches import patch_on_import
     from verl_maxpo.cpu.platform import PLATFORM_NAME, PlatformCPU, cpu_selected
 
     if PlatformRegistry.get(PLATFORM_NAME) is not PlatformCPU:
         PlatformRegistry.register(platform=PLATFORM_NAME)(PlatformCPU)
-    rollout_base._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = _ADAPTER_PATH
-    RolloutReplicaRegistry.register(ROLLOUT_NAME, _load_replica)
+    patch_on_import("verl.workers.rollout.base", _add_adapter)
+    patch_on_import("verl.workers.rollout.replica", _add_replica)
     if cpu_selected():
         from verl_maxpo.cpu import patches
 
