@@ -31,9 +31,9 @@ def register_estimators(core_algos: ModuleType) -> None:
     verl-maxpo must not break verl for the runs that do not use our estimators.
     """
     try:
-        from verl_maxpo.verl_adapter import register
-
-        register()
+        # The adapter registers at the end of its own import. Importing the module, not a name from it, also holds
+        # when the adapter's import is what imports core_algos (it is then partly initialized, and finishes later).
+        import verl_maxpo.verl_adapter  # noqa: F401
     except Exception as err:  # noqa: BLE001  reported, and `verl-maxpo check` names it again
         warnings.warn(
             f"verl-maxpo: the estimators were not registered in verl ({type(err).__name__}: {err}); "

@@ -75,6 +75,29 @@ def test_a_failing_registration_warns_and_leaves_verl_working() -> None:
     assert "ImportError" in out["warnings"][0] or "ModuleNotFoundError" in out["warnings"][0]
 
 
+ADAPTER_FIRST_PROBE = r"""
+import json, warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import verl_maxpo.verl_adapter
+from verl.trainer.ppo import core_algos
+print(json.dumps({
+    "registered": sorted(n for n in core_algos.ADV_ESTIMATOR_REGISTRY if n in @@NAMES@@),
+    "warnings": [str(w.message) for w in caught if "verl-maxpo" in str(w.message)],
+}))
+""".replace("@@NAMES@@", repr(tuple(ESTIMATORS)))
+
+
+def test_importing_the_adapter_first_registers_without_a_warning() -> None:
+    """`import verl_maxpo.verl_adapter` (bench, other frameworks) imports core_algos itself: the plugin's hook then
+    meets a partly initialized adapter and leaves the registration to it, without a warning."""
+    proc = run([sys.executable, "-c", ADAPTER_FIRST_PROBE])
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["registered"] == sorted(ESTIMATORS)
+    assert out["warnings"] == []
+
+
 def test_plugins_disabled_then_external_modules_fallback() -> None:
     off = run([sys.executable, "-c", PROBE], VERL_USE_EXTERNAL_PLUGINS="none")
     assert off.stdout.strip().splitlines()[-1] == "[] False"

@@ -40,14 +40,12 @@ def register() -> None:
     """
     from verl.plugin.platform import PlatformRegistry
 
-    from verl_maxpo.cpu.patches import patch_on_import
+    from verl_maxpo.cpu import patches
     from verl_maxpo.cpu.platform import PLATFORM_NAME, PlatformCPU, cpu_selected
 
     if PlatformRegistry.get(PLATFORM_NAME) is not PlatformCPU:
         PlatformRegistry.register(platform=PLATFORM_NAME)(PlatformCPU)
-    patch_on_import("verl.workers.rollout.base", _add_adapter)
-    patch_on_import("verl.workers.rollout.replica", _add_replica)
+    patches.patch_on_import("verl.workers.rollout.base", _add_adapter)
+    patches.patch_on_import("verl.workers.rollout.replica", _add_replica)
     if cpu_selected():
-        from verl_maxpo.cpu import patches
-
         patches.apply()
