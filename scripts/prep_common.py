@@ -374,7 +374,7 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
     if args.max_rows is not None and args.max_rows < 1:
         parser.error("--max-rows must be at least 1")
     try:
-        check_out(args.out_dir, args.command, args.force, what="--out-dir")
+        check_out(args.out_dir, args.command, args.force, what="--out-dir", results=False)  # rebuilt from the source
         if args.local_dir is not None:
             check_separate(args.local_dir, args.out_dir, "--local-dir", "--out-dir")
     except OutputError as err:
@@ -430,7 +430,7 @@ def convert_splits(
         return 1
     status = 0
     try:
-        with publish(out_dir, args.command, args.force, what="--out-dir") as out:
+        with publish(out_dir, args.command, args.force, what="--out-dir", results=False) as out:
             for rows, report in converted:
                 status |= finish_split(rows, report, out.stage, out.target, args.command)
     except OutputError as err:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from verl_maxpo import strict_json
 from verl_maxpo.cli_args import flat_names, int_at_least
 from verl_maxpo.estimator_table import ARMS
 from verl_maxpo.estimator_table import ESTIMATORS as TABLE
@@ -510,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     if quick and not args.no_memory:
         result["memory_method"]["all"] = QUICK_MEMORY_NOTE
     if args.json:
-        print(json.dumps(result, indent=1))
+        print(strict_json.dumps(result, indent=1))
     else:
         print(format_tables(result))
     return 1 if any(r["error"] for r in result["rows"]) else 0

@@ -12,10 +12,14 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 T = TypeVar("T", int, float)
+# The largest seed any command takes: numpy's and torch's generators take it, with room for the offsets the
+# commands add (seed + i per run, seed + 3 per stream).
+MAX_SEED = 2**32 - 1
 
 
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """argparse type: a plain decimal integer >= minimum ("010", "1e3", "2.0" and booleans are refused)."""
+def int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """argparse type: a plain decimal integer >= minimum (and <= maximum when given); "010", "1e3", "2.0" and
+    booleans are refused. Every numeric option has an upper bound, so a huge value is refused before any work."""
 
     def parse(text: str) -> int:
         stripped = text.strip()
@@ -25,9 +29,13 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
         value = int(stripped)
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
         return value
 
-    parse.__name__ = f"integer >= {minimum}"  # argparse names the type in its messages
+    parse.__name__ = (
+        f"integer >= {minimum}" if maximum is None else f"integer in [{minimum}, {maximum}]"
+    )  # argparse names the type in its messages
     return parse
 
 
@@ -85,6 +93,6 @@ def flat_parsed(values: Iterable[str], option: str, parse: Callable[[str], T]) -
     return sorted(out)
 
 
-def flat_ints(values: Iterable[str], option: str, minimum: int = 1) -> list[int]:
-    """["1,4", "16"] -> [1, 4, 16] (sorted, de-duplicated); each a whole number >= minimum."""
-    return flat_parsed(values, option, int_at_least(minimum))
+def flat_ints(values: Iterable[str], option: str, minimum: int = 1, maximum: int | None = None) -> list[int]:
+    """["1,4", "16"] -> [1, 4, 16] (sorted, de-duplicated); each a whole number in [minimum, maximum]."""
+    return flat_parsed(values, option, int_at_least(minimum, maximum))

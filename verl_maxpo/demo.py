@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from verl_maxpo import strict_json
 from verl_maxpo.addition_task import AdditionTask, build_policy, warm_start
 from verl_maxpo.demo_config import DemoConfig, parse_config
 from verl_maxpo.demo_workers import Job, Progress, run_jobs, single_threaded_torch, stderr_to
@@ -166,7 +167,7 @@ def run_demo(cfg: DemoConfig, stage: Path, command: str) -> str:
         timings["total"] = time.perf_counter() - t_start
         text, data = summarize(cfg, histories, gradvar, warm, timings, provenance(cfg, command, workers))
     (stage / "summary.md").write_text(text)
-    (stage / "summary.json").write_text(json.dumps(data, indent=2, default=float) + "\n")
+    (stage / "summary.json").write_text(strict_json.dumps(data, indent=2) + "\n")
     return text
 
 

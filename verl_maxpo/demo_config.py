@@ -7,14 +7,13 @@ receive a pickled copy of it), so what a run did is exactly what its config says
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from verl_maxpo.cli_args import flat_names, float_in, int_at_least
-from verl_maxpo.estimator_table import ARMS, ESTIMATORS, ArmSpec
+from verl_maxpo.cli_args import MAX_SEED, flat_names, float_in, int_at_least
+from verl_maxpo.estimator_table import ARMS, ESTIMATORS, ArmSpec, MaxPOOptions
 
 QUICK = {  # --quick: a smoke run of the whole pipeline (under a minute on 2 cores), used by the tests
     "digits": 2,
@@ -37,6 +36,38 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULT_ARMS = ("maxpo", "grpo", "pkpo")
 LOSS_AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 MAX_DIGITS = 9  # operand pairs are drawn from 10**(2*digits) values, which must fit an int64
+# Upper bounds of the numeric options (a CPU demo: beyond these a run only fills memory or never ends). Each bound is
+# in the option's --help and refused by the parser before any work.
+MAX_SEEDS = 100
+MAX_K = 64
+MAX_N = 1024
+MAX_VAL_PROMPTS = 100_000
+MAX_STEPS = 1_000_000
+MAX_BATCH = 65_536  # prompts per step, warm-start batch, prompts per gradient estimate
+MAX_WORKERS = 256
+MAX_SAMPLES = 2**20  # sampled responses in one batch (prompts x n): a CPU demo's memory
+MAX_LR = 10.0
+MAX_TEMPERATURE = 100.0
+MAX_GRAD_CLIP = 1e6
+
+
+def arm_problem(arm: str, k: int) -> str | None:
+    """Why `arm` cannot run at this k (its fixed options with k, validated as verl's call will validate them), or
+    None. verl's own estimators (grpo) read no algorithm.maxpo options."""
+    spec = ARMS[arm]
+    if spec.estimator not in ESTIMATORS:
+        return None
+    try:
+        MaxPOOptions.parse({"k": k, **spec.options}, spec.estimator)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def gradvar_skipped(k: int) -> dict[str, str]:
+    """The arms the gradient-variance section leaves out at this k (it covers every arm of the table, also those
+    not in the A/B), with the reason. An A/B arm that cannot run is refused by the parser instead."""
+    return {arm: problem for arm in ARMS if (problem := arm_problem(arm, k)) is not None}
 
 
 def usable_cores() -> int:
@@ -128,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "verl's pieces.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    pos = float_in(0.0, math.inf, low_open=True)
+    lr = float_in(0.0, MAX_LR, low_open=True)
     # outputs and run control
     p.add_argument("--out", default="maxpo_demo", help="output folder (runs/, report.md, summary.md, PNGs)")
     p.add_argument("--force", action="store_true", help="replace the demo's earlier outputs in a non-empty --out")
@@ -136,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help=f"named settings: {PRESETS}")
     p.add_argument("--device", type=_device, default="cuda" if torch.cuda.is_available() else "cpu", help="device")
     p.add_argument(
-        "--workers", type=int_at_least(1), default=usable_cores(),
+        "--workers", type=int_at_least(1, MAX_WORKERS), default=min(usable_cores(), MAX_WORKERS),
         help="RL runs at once, one single-threaded process each (default: the usable cores); results do not "
         "depend on it",
     )  # fmt: skip
@@ -146,34 +177,76 @@ def build_parser() -> argparse.ArgumentParser:
         "--estimators", nargs="+", default=list(DEFAULT_ARMS), metavar="ARM",
         help=f"A/B arms, space- or comma-separated; one of {', '.join(ARMS)}",
     )  # fmt: skip
-    p.add_argument("--seeds", type=int_at_least(1), default=3, help="RL seeds per arm (seed i is --seed + i)")
-    p.add_argument("--seed", type=int_at_least(0), default=0, help="base seed: model, warm start, held-out set, RL")
-    p.add_argument("--k", type=int_at_least(1), default=4, help="k of max@k (algorithm.maxpo.k)")
-    p.add_argument("--n", type=int_at_least(2), default=8, help="samples per training prompt (rollout.n)")
+    p.add_argument(
+        "--seeds",
+        type=int_at_least(1, MAX_SEEDS),
+        default=3,
+        help=f"RL seeds per arm, 1..{MAX_SEEDS} (seed i is --seed + i)",
+    )
+    p.add_argument(
+        "--seed", type=int_at_least(0, MAX_SEED), default=0,
+        help=f"base seed, 0..{MAX_SEED}: model, warm start, held-out set, RL",
+    )  # fmt: skip
+    p.add_argument("--k", type=int_at_least(1, MAX_K), default=4, help=f"k of max@k (algorithm.maxpo.k), 1..{MAX_K}")
+    p.add_argument(
+        "--n", type=int_at_least(2, MAX_N), default=8, help=f"samples per training prompt (rollout.n), 2..{MAX_N}"
+    )
     # task
     p.add_argument("--digits", type=int_at_least(1), default=3, help=f"digits per operand (1..{MAX_DIGITS})")
-    p.add_argument("--val-prompts", type=int_at_least(1), default=64, help="held-out prompts, never trained on")
+    p.add_argument(
+        "--val-prompts", type=int_at_least(1, MAX_VAL_PROMPTS), default=64,
+        help=f"held-out prompts, never trained on, 1..{MAX_VAL_PROMPTS} (and at most half the operand pairs)",
+    )  # fmt: skip
     # warm start (supervised)
     p.add_argument(
         "--sft-target", type=float_in(0.0, 1.0, low_open=True), default=0.15,
         help="stop the warm start at this sampled pass@1 on training prompts, in (0, 1]",
     )  # fmt: skip
-    p.add_argument("--sft-max-steps", type=int_at_least(1), default=3000, help="upper bound on warm-start steps")
-    p.add_argument("--sft-lr", type=pos, default=3e-3, help="warm-start AdamW learning rate")
-    p.add_argument("--sft-batch", type=int_at_least(1), default=128, help="warm-start batch of (prompt, answer)")
+    p.add_argument(
+        "--sft-max-steps", type=int_at_least(1, MAX_STEPS), default=3000,
+        help=f"upper bound on warm-start steps, 1..{MAX_STEPS}",
+    )  # fmt: skip
+    p.add_argument("--sft-lr", type=lr, default=3e-3, help=f"warm-start AdamW learning rate, in (0, {MAX_LR:g}]")
+    p.add_argument(
+        "--sft-batch", type=int_at_least(1, MAX_BATCH), default=128,
+        help=f"warm-start batch of (prompt, answer), 1..{MAX_BATCH}",
+    )  # fmt: skip
     # RL (verl's names in brackets)
-    p.add_argument("--steps", type=int_at_least(1), default=150, help="RL steps per run (total_training_steps)")
-    p.add_argument("--prompts-per-step", type=int_at_least(1), default=32, help="prompts per step (train_batch_size)")
-    p.add_argument("--lr", type=pos, default=3e-4, help="RL AdamW learning rate (actor.optim.lr)")
-    p.add_argument("--grad-clip", type=pos, default=1.0, help="gradient norm clip (actor.grad_clip)")
+    p.add_argument(
+        "--steps", type=int_at_least(1, MAX_STEPS), default=150,
+        help=f"RL steps per run (total_training_steps), 1..{MAX_STEPS}",
+    )  # fmt: skip
+    p.add_argument(
+        "--prompts-per-step", type=int_at_least(1, MAX_BATCH), default=32,
+        help=f"prompts per step (train_batch_size), 1..{MAX_BATCH}",
+    )  # fmt: skip
+    p.add_argument("--lr", type=lr, default=3e-4, help=f"RL AdamW learning rate (actor.optim.lr), in (0, {MAX_LR:g}]")
+    p.add_argument(
+        "--grad-clip", type=float_in(0.0, MAX_GRAD_CLIP, low_open=True), default=1.0,
+        help=f"gradient norm clip (actor.grad_clip), in (0, {MAX_GRAD_CLIP:g}]",
+    )  # fmt: skip
     p.add_argument("--loss-agg-mode", choices=LOSS_AGG_MODES, default="token-mean", help="actor.loss_agg_mode")
-    p.add_argument("--temperature", type=pos, default=1.0, help="sampling temperature, training and validation")
+    p.add_argument(
+        "--temperature", type=float_in(0.0, MAX_TEMPERATURE, low_open=True), default=1.0,
+        help=f"sampling temperature, training and validation, in (0, {MAX_TEMPERATURE:g}]",
+    )  # fmt: skip
     # validation
-    p.add_argument("--val-every", type=int_at_least(1), default=10, help="validate every this many steps (+0, end)")
-    p.add_argument("--val-n", type=int_at_least(2), default=16, help="samples per held-out prompt (needs > k)")
+    p.add_argument(
+        "--val-every", type=int_at_least(1, MAX_STEPS), default=10,
+        help=f"validate every this many steps (+0, end), 1..{MAX_STEPS}",
+    )  # fmt: skip
+    p.add_argument(
+        "--val-n", type=int_at_least(2, MAX_N), default=16, help=f"samples per held-out prompt (needs > k), 2..{MAX_N}"
+    )
     # gradient variance
-    p.add_argument("--gradvar-draws", type=int_at_least(2), default=64, help="gradient estimates per checkpoint")
-    p.add_argument("--gradvar-prompts", type=int_at_least(1), default=16, help="prompts per gradient estimate")
+    p.add_argument(
+        "--gradvar-draws", type=int_at_least(2, MAX_STEPS), default=64,
+        help=f"gradient estimates per checkpoint, 2..{MAX_STEPS}",
+    )  # fmt: skip
+    p.add_argument(
+        "--gradvar-prompts", type=int_at_least(1, MAX_BATCH), default=16,
+        help=f"prompts per gradient estimate, 1..{MAX_BATCH}",
+    )  # fmt: skip
     return p
 
 
@@ -200,6 +273,15 @@ def parse_config(argv: list[str] | None) -> DemoConfig:
             parser.error(f"{name} needs --k >= {spec.min_k} (at k = {args.k} {spec.name} has no baseline)")
         if args.n < spec.min_group_size(args.k):
             parser.error(f"--n ({args.n}) must be at least {spec.min_group_size(args.k)} for {name} at k = {args.k}")
+        if problem := arm_problem(name, args.k):  # an arm's fixed options that do not fit k (maxpo_top2: m <= k)
+            parser.error(f"--estimators {name} cannot run at --k {args.k}: {problem}")
+    for option, prompts, n in (
+        ("--prompts-per-step", args.prompts_per_step, args.n),
+        ("--gradvar-prompts", args.gradvar_prompts, args.n),
+        ("--val-prompts", args.val_prompts, args.val_n),
+    ):
+        if prompts * n > MAX_SAMPLES:
+            parser.error(f"{option} x n = {prompts * n} samples in one batch; at most {MAX_SAMPLES} on a CPU demo")
     if args.val_n < args.k + 1:
         parser.error(f"--val-n ({args.val_n}) must be at least k+1 = {args.k + 1}")
     if not args.out.strip():

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Container
 
 import numpy as np
 import torch
 
 from verl_maxpo.addition_task import AdditionTask, response_log_probs
-from verl_maxpo.demo_config import DemoConfig
+from verl_maxpo.demo_config import DemoConfig, gradvar_skipped
 from verl_maxpo.demo_rl import Progress, policy_gradient_loss, rollout, verl_configs
-from verl_maxpo.estimator_table import ARMS, ESTIMATORS
+from verl_maxpo.estimator_table import ARMS
 
 
 def gradvar_arms(k: int, registry: Container[str]) -> list[str]:
-    """Every arm of the table that verl has registered and that is defined at this k. The section is cheap
-    (one backward pass per arm on shared samples), so it covers them all, not only the A/B's."""
-    defined = [a for a in ARMS.values() if a.estimator not in ESTIMATORS or k >= ESTIMATORS[a.estimator].min_k]
-    return [a.name for a in defined if a.estimator in registry]
+    """Every arm of the table that verl has registered and that can run at this k. The section is cheap (one
+    backward pass per arm on shared samples), so it covers them all, not only the A/B's; an arm whose options do not
+    fit k (pkpo at k = 1, maxpo_top2 with m = 2 > k = 1) is skipped, and the summary names it (`gradvar_skipped`)."""
+    skipped = gradvar_skipped(k)
+    return [name for name, arm in ARMS.items() if name not in skipped and arm.estimator in registry]
 
 
 def gradient_variance(
@@ -58,7 +58,9 @@ def gradient_variance(
         loo_means = (G.sum(0, keepdim=True) - G) / (m - 1)
         cos = torch.nn.functional.cosine_similarity(G, loo_means, dim=1)
         out[arm] = {
-            "rel_var": trace_cov / signal if signal > 0 else math.inf,
+            # None: the mean gradient is not resolved above the noise of M draws (|g_bar|^2 <= trace(Cov)/M), so the
+            # ratio is unbounded; the summary says so rather than printing inf.
+            "rel_var": trace_cov / signal if signal > 0 else None,
             "cos_mean": float(torch.nan_to_num(cos).mean()),
             "mean_norm": mean.norm().item(),
             "zero_frac": float((G.abs().sum(1) == 0).double().mean()),

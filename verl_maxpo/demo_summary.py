@@ -6,14 +6,13 @@ Numbers are fractions with 4 decimals, as in report.md (pass@1 0.1234, not 12.3%
 from __future__ import annotations
 
 import importlib.metadata
-import math
 import platform
 import sys
 from typing import Any
 
 import numpy as np
 
-from verl_maxpo.demo_config import DemoConfig
+from verl_maxpo.demo_config import DemoConfig, gradvar_skipped
 from verl_maxpo.report_metrics import mean_se
 
 # The packages whose versions a table depends on (float kernels, sampling, tokenizer, verl's loss and advantages).
@@ -115,6 +114,24 @@ def pass_table(cfg: DemoConfig, histories: Histories) -> dict[str, dict[str, tup
     return table
 
 
+def gradvar_notes(cfg: DemoConfig, gradvar: GradVar) -> list[str]:
+    """Footnotes of the gradient-variance table: what `unresolved*` means, and the arms left out at this k."""
+    lines = []
+    if any(s["rel_var"] is None for per_arm in gradvar.values() for s in per_arm.values()):
+        lines += [
+            "",
+            f"\\* unresolved: the mean gradient is not measurable above the noise of {cfg.gradvar_draws} draws "
+            "(the unbiased estimate of |E g|^2 is <= 0), so the relative variance is unbounded, not a number "
+            "(null in summary.json). It happens where most gradients are zero (zero-gradient draws near 1) or "
+            "tiny; more --gradvar-draws or --gradvar-prompts resolve it.",
+        ]
+    skipped = gradvar_skipped(cfg.k)
+    if skipped:
+        lines += ["", f"Not measured at k = {cfg.k} (the arm cannot run there):"]
+        lines += [f"- {arm}: {reason}" for arm, reason in skipped.items()]
+    return lines
+
+
 def summarize(
     cfg: DemoConfig,
     histories: Histories,
@@ -185,8 +202,9 @@ def summarize(
     ]
     for ckpt, per_arm in gradvar.items():
         for arm, s in per_arm.items():
-            rel = "inf" if math.isinf(s["rel_var"]) else f"{s['rel_var']:.4f}"
+            rel = "unresolved*" if s["rel_var"] is None else f"{s['rel_var']:.4f}"
             lines.append(f"| {ckpt} | {arm} | {rel} | {s['cos_mean']:.4f} | {s['zero_frac']:.4f} |")
+    lines += gradvar_notes(cfg, gradvar)
     agree = [
         f"{c}: {s['maxpo']['cos_to_pkpo_mean']:.4f}"
         for c, s in gradvar.items()
@@ -213,5 +231,6 @@ def summarize(
         "",
     ]
     data = {"table": table, "paired_vs_maxpo": paired, "gradvar": gradvar, "warm_start": warm}
+    data["gradvar_skipped"] = gradvar_skipped(cfg.k)
     data |= {"timings_s": timings, "provenance": prov}
     return "\n".join(lines), data

@@ -9,8 +9,13 @@
 - Publish: a new target is the stage renamed (atomic). An existing folder (`.`, a folder of the user's, an earlier
   output) is never renamed or removed: each file is moved in with os.replace, so nothing outside the command's
   files changes.
-- Manifest: TARGET/.verl_maxpo_outputs.json names the command and the files it wrote. The next run of the same
-  command removes exactly those files (and only those) before it adds its own, so two runs never mix.
+- Manifest: TARGET/.verl_maxpo_outputs.json names the command and the files it wrote. A rerun of the same command
+  replaces exactly those files (and only those), so two runs never mix.
+- Results are data: a rerun into a folder that still holds the command's earlier outputs is refused unless
+  `force` (the message names --force and the --out option). Commands whose outputs are rebuilt from their inputs
+  (the prep scripts) pass `results=False` and replace their earlier files without it.
+- Symlinks: a file is never written or removed through a symlinked folder inside the target (a subfolder of an
+  earlier output replaced by a link to the user's folder), with or without force.
 - Refusals (OutputError, checked by `check_out` before any work and again under the lock): an empty path, a target
   or parent that is a file, an unwritable place, a folder holding another command's outputs (even with --force),
   a non-empty folder with no manifest (unless force), and a file the command would overwrite that it did not write
@@ -121,19 +126,37 @@ def check_out(
     force: bool = False,
     what: str = "--out",
     legacy: Callable[[Path], list[str] | None] | None = None,
+    *,
+    results: bool = True,
 ) -> Path:
     """Check that `command` may publish into `out`; returns the absolute target. Call it before any slow work.
 
     `legacy(target)`: for a folder without a manifest, the files an older version of the command wrote there
-    (None when it is not such a folder). Raises OutputError.
+    (None when it is not such a folder). `results`: the command's earlier outputs there are replaced only with
+    `force`. Raises OutputError.
     """
     target = _target(out, what)
-    _earlier_files(target, command, force, what, legacy)
+    _earlier_files(target, command, force, what, legacy, results)
     return target
 
 
+def _through_link(target: Path, name: str) -> bool:
+    """Whether a folder on the way from `target` to its file `name` is a symlink (it may lead anywhere)."""
+    folder = target
+    for part in PurePosixPath(name).parts[:-1]:
+        folder = folder / part
+        if folder.is_symlink():
+            return True
+    return False
+
+
 def _earlier_files(
-    target: Path, command: str, force: bool, what: str, legacy: Callable[[Path], list[str] | None] | None
+    target: Path,
+    command: str,
+    force: bool,
+    what: str,
+    legacy: Callable[[Path], list[str] | None] | None,
+    results: bool = True,
 ) -> list[str]:
     """The files to replace in `target` (those the command wrote before); OutputError when it may not write."""
     probe = target
@@ -160,6 +183,20 @@ def _earlier_files(
         raise OutputError(
             f"{what} {target} is not empty and was not written by {command} ({shown}); refusing to write there: "
             "choose another folder, or pass --force to write beside those files (they are never removed or overwritten)"
+        )
+    linked = sorted({PurePosixPath(f).parts[0] for f in earlier if _through_link(target, f)})
+    if linked:
+        raise OutputError(
+            f"{what} {target}: {', '.join(linked[:3])} is a symlink where {command} wrote a folder; it may lead to "
+            "files that are not the command's, so nothing is replaced through it (even with --force): remove the "
+            f"link or choose another {what}"
+        )
+    present = [f for f in earlier if os.path.lexists(target / f) and f != MANIFEST_NAME]
+    if results and present and not force:
+        shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
+        raise OutputError(
+            f"{what} {target} holds earlier results of `verl-maxpo {command}` ({shown}); results are kept: pass "
+            f"--force to replace them (only those files), or choose another {what}"
         )
     return earlier
 
@@ -247,6 +284,12 @@ def _move_in(stage: Path, target: Path, command: str, earlier: list[str], what: 
     """Replace `earlier` (the command's previous files) in the existing folder `target` by the stage's files;
     returns the signals that arrived meanwhile."""
     new = _stage_files(stage)
+    linked = [f for f in new if _through_link(target, f)]
+    if linked:
+        raise OutputError(
+            f"{what} {target}: {linked[0]} would be written through a symlinked folder; remove the link or choose "
+            f"another {what}"
+        )
     clashes = [f for f in new if f not in earlier and os.path.lexists(target / f)]
     if clashes:
         shown = ", ".join(clashes[:3]) + (", ..." if len(clashes) > 3 else "")
@@ -277,21 +320,24 @@ def publish(
     *,
     what: str = "--out",
     legacy: Callable[[Path], list[str] | None] | None = None,
+    results: bool = True,
 ) -> Iterator[Published]:
     """Stage the command's files, then publish them into `out` (see the module docstring for the policy).
 
     Args:
         out: the target folder (`.` is the current folder: files are moved into it, nothing else changes).
         command: the command's name, recorded in the manifest ("report", "variance", ...).
-        force: allow a non-empty folder that holds no outputs of `command` (its files are left alone).
+        force: allow a non-empty folder that holds no outputs of `command` (its files are left alone), and replace
+            the command's own earlier outputs there.
         what: the option's name in messages ("--out", "--out-dir").
         legacy: see `check_out`.
+        results: see `check_out` (False: a rerun replaces the command's earlier files without `force`).
 
     Raises:
         OutputError: the folder cannot be used (nothing was written); KeyboardInterrupt/Interrupted on Ctrl-C or
         SIGTERM (the stage is removed, the target is as it was); any error of the `with` body (likewise).
     """
-    target = check_out(out, command, force, what, legacy)
+    target = check_out(out, command, force, what, legacy, results=results)
     pending: list[int] = []
     with _signals(defer=False):
         home, prefix = (
@@ -312,7 +358,8 @@ def publish(
             yield Published(stage, target)
             try:
                 with output_lock(target):
-                    earlier = _earlier_files(target, command, force, what, legacy)  # again: another writer may have won
+                    # again: another writer may have won
+                    earlier = _earlier_files(target, command, force, what, legacy, results)
                     if target.is_dir():
                         pending = _move_in(stage, target, command, earlier, what)
                     else:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from verl_maxpo import strict_json
 from verl_maxpo.cli_args import flat_ints, flat_parts, float_in
 from verl_maxpo.outputs import OutputError, check_out, publish
 from verl_maxpo.report_data import Problems, RunData, read_run
@@ -634,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     for w in result["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     if args.json:
-        print(json.dumps(result, indent=1, allow_nan=False))
+        print(strict_json.dumps(result, indent=1))
     else:
         print(Path(result["report"]).read_text(encoding="utf-8").split("## Curves")[0].rstrip())
         print(f"\nreport: {result['report']}\nplots: {', '.join(result['plots']) or 'none'}")

@@ -130,6 +130,9 @@ def read_dump(path: Path, step: int, problems: Problems) -> StepDump | None:
             msgs.add(line_no, f"'score' must be a finite number, got {score!r}")
             continue
         prompt = entry["input"]
+        if prompt is None:  # every such row would fall into one made-up prompt
+            msgs.add(line_no, "'input' is null, so the sample's prompt is unknown; the line is left out")
+            continue
         try:
             key = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
         except (RecursionError, ValueError):

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from verl_maxpo.cli_args import int_at_least
+from verl_maxpo import strict_json
+from verl_maxpo.cli_args import MAX_SEED, int_at_least
 from verl_maxpo.outputs import OutputError, check_out, owned_files, publish
 
 DATA_SOURCE = "verl_maxpo/tiny_addition"
@@ -32,17 +33,33 @@ FILES = ("model/config.json", "model/tokenizer.json", "data/train.parquet", "dat
 PARQUET_COLUMNS = ("data_source", "prompt", "ability", "reward_model", "extra_info")
 # RLHFDataset applies the tokenizer's chat template: the prompt is just <s> then the question, as the demo's task.
 CHAT_TEMPLATE = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+# Upper bounds: a tiny task for a CPU smoke run; larger values only take memory and time before failing.
+MAX_PROMPTS = 100_000
+MAX_WARM_STEPS = 100_000
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="verl-maxpo tiny-assets", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder (created; reused if it holds the same tiny assets)")
-    p.add_argument("--force", action="store_true", help="rebuild damaged assets; write into a non-empty folder")
+    p.add_argument(
+        "--force", action="store_true",
+        help="replace earlier assets in --out (damaged, or built with other options); write into a non-empty folder",
+    )  # fmt: skip
     p.add_argument("--digits", type=int, choices=range(1, 7), default=2, metavar="{1..6}", help="operand digits")
-    p.add_argument("--train-prompts", type=int_at_least(1), default=64, help="training prompts")
-    p.add_argument("--test-prompts", type=int_at_least(1), default=16, help="held-out validation prompts")
-    p.add_argument("--warm-steps", type=int_at_least(0), default=150, help="supervised warm-start steps")
-    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed for data, init and warm start")
+    p.add_argument(
+        "--train-prompts", type=int_at_least(1, MAX_PROMPTS), default=64, help=f"training prompts, 1..{MAX_PROMPTS}"
+    )
+    p.add_argument(
+        "--test-prompts", type=int_at_least(1, MAX_PROMPTS), default=16,
+        help=f"held-out validation prompts, 1..{MAX_PROMPTS} (and at most half the operand pairs)",
+    )  # fmt: skip
+    p.add_argument(
+        "--warm-steps", type=int_at_least(0, MAX_WARM_STEPS), default=150,
+        help=f"supervised warm-start steps, 0..{MAX_WARM_STEPS}",
+    )  # fmt: skip
+    p.add_argument(
+        "--seed", type=int_at_least(0, MAX_SEED), default=0, help=f"seed for data, init and warm start, 0..{MAX_SEED}"
+    )
     return p
 
 
@@ -96,7 +113,7 @@ def build(out: Path, opts: dict[str, Any]) -> dict[str, Any]:
         "warm_start_loss": round(loss, 4),
         "build_seconds": round(time.perf_counter() - t0, 2),
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    (out / MANIFEST).write_text(strict_json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
@@ -160,22 +177,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.test_prompts > room:
         return _err(f"--test-prompts {args.test_prompts} is too many for {args.digits}-digit operands (at most {room})")
     try:
-        out = check_out(args.out, COMMAND, args.force, legacy=_legacy_files)
+        # Earlier assets are not replaced here without --force: reused when they match, else refused below.
+        out = check_out(args.out, COMMAND, args.force, legacy=_legacy_files, results=False)
     except OutputError as err:
         return _err(str(err))
-    manifest = existing_manifest(out) if (owned_files(out, COMMAND) or _legacy_files(out)) else None
-    if manifest is not None:
-        if manifest.get("options") != opts:
-            return _err(
-                f"{out} holds tiny assets built with other options {manifest.get('options')}; use another --out "
-                "or the same options"
-            )
-        problem = validate_assets(out)
-        if problem is None:
-            print(f"tiny-assets: reusing {out} (built with the same options)")
-            return 0
+    earlier = [f for f in (owned_files(out, COMMAND) or _legacy_files(out) or []) if os.path.lexists(out / f)]
+    if earlier:
+        manifest = existing_manifest(out)
+        if manifest is None:
+            problem = "incomplete tiny assets (manifest.json or an asset is missing)"
+        elif manifest.get("options") != opts:
+            problem = f"tiny assets built with other options {manifest.get('options')}"
+        else:
+            problem = validate_assets(out)
+            if problem is None:
+                print(f"tiny-assets: reusing {out} (built with the same options)")
+                return 0
+            problem = f"damaged tiny assets ({problem})"
         if not args.force:
-            return _err(f"{out} holds damaged tiny assets ({problem}); pass --force to rebuild them")
+            return _err(
+                f"--out {out} holds {problem}; pass --force to replace them (only the "
+                "command's files), or choose another --out"
+            )
     try:
         with publish(out, COMMAND, args.force, legacy=_legacy_files) as staged:
             manifest = build(staged.stage, opts)

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from verl_maxpo import strict_json
 from verl_maxpo.cli_args import flat_ints, flat_names, flat_parsed, float_in
 from verl_maxpo.estimator_table import ARMS, ESTIMATORS, ArmSpec
 from verl_maxpo.outputs import OutputError, check_out, publish
@@ -487,7 +488,7 @@ def write_outputs(folder: Path, cells: list[Cell], command: str, seconds: float,
         },
         "cells": [asdict(c) for c in cells],
     }
-    (folder / "variance.json").write_text(json.dumps(payload) + "\n")
+    (folder / "variance.json").write_text(strict_json.dumps(payload) + "\n")
     names = ["variance.json"]
     for law in args.laws:
         for num, den in comparisons(args.estimators):

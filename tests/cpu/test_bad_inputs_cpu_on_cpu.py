@@ -26,7 +26,12 @@ TINY_CASES = [
     ("train-negative", ["--out", "{new}", "--train-prompts", "-1"], "refused", ["--train-prompts"]),
     ("seed-float", ["--out", "{new}", "--seed", "1.5"], "refused", ["--seed"]),
     ("test-too-many", ["--out", "{new}", "--digits", "1", "--test-prompts", "51"], "refused", ["at most 50"]),
-    ("assets-other-options", ["--out", "{assets}", "--seed", "7"], "refused", ["other options"]),
+    ("seed-2**64", ["--out", "{new}", "--seed", str(2**64)], "refused", ["--seed"]),
+    ("train-prompts-1e8", ["--out", "{new}", "--train-prompts", "100000000"], "refused", ["--train-prompts"]),
+    ("test-prompts-1e8", ["--out", "{new}", "--test-prompts", "100000000"], "refused", ["--test-prompts"]),
+    ("warm-steps-1e9", ["--out", "{new}", "--warm-steps", "1000000000"], "refused", ["--warm-steps"]),
+    ("assets-other-options", ["--out", "{assets}", "--seed", "7"], "refused", ["other options", "--force", "--out"]),
+    ("assets-damaged", ["--out", "{damaged_config}"], "refused", ["damaged", "--force", "--out"]),
     ("assets-reused", ["--out", "{assets}"], "ok", ["reusing"]),
 ]
 
@@ -86,6 +91,22 @@ def test_tiny_assets_bad_input(argv, kind, words, tmp_path, assets, run_cli, ass
     check(outcome, kind, words, assert_refused)
     assert snapshot(tmp_path) == before and snapshot(assets) == before_assets
     assert not (tmp_path / "new").exists()
+
+
+def test_tiny_assets_force_never_writes_through_a_symlinked_subfolder(
+    tmp_path, assets, run_cli, assert_refused
+) -> None:
+    """An earlier output's model/ replaced by a link to the user's own folder: --force must not reach through it."""
+    out = shutil.copytree(assets, tmp_path / "out")
+    users = shutil.copytree(assets / "model", tmp_path / "users_model")
+    (users / "config.json").write_text("the user's own file\n")
+    shutil.rmtree(out / "model")
+    (out / "model").symlink_to(users, target_is_directory=True)
+    before = snapshot(tmp_path)
+    for extra in ([], ["--seed", "7"]):  # damaged (the link's config is not a model's) or other options
+        outcome = run_cli("tiny-assets", "--out", str(out), "--force", *extra)
+        assert_refused(outcome, "model", "symlink")
+        assert snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize(

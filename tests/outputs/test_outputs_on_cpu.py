@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from verl_maxpo.outputs import MANIFEST_NAME, Interrupted, OutputError, check_separate, owned_files, publish
+from verl_maxpo.outputs import MANIFEST_NAME, Interrupted, OutputError, check_out, check_separate, owned_files, publish
 
 
 def _write(stage: Path, files: dict[str, str]) -> None:
@@ -20,8 +20,10 @@ def _write(stage: Path, files: dict[str, str]) -> None:
         (stage / name).write_text(text)
 
 
-def _publish(out: Path | str, files: dict[str, str], command: str = "report", force: bool = False) -> Path:
-    with publish(out, command, force) as o:
+def _publish(
+    out: Path | str, files: dict[str, str], command: str = "report", force: bool = False, results: bool = True
+) -> Path:
+    with publish(out, command, force, results=results) as o:
         _write(o.stage, files)
     return o.target
 
@@ -42,7 +44,7 @@ def test_new_folder_gets_files_and_manifest_and_nothing_beside(tmp_path: Path) -
 def test_second_run_replaces_exactly_its_own_files_and_keeps_the_users(tmp_path: Path) -> None:
     out = _publish(tmp_path / "out", {"report.md": "1", "max_at_4.png": "1", "sub/old.png": "1"})
     (out / "notes.md").write_text("mine")
-    _publish(out, {"report.md": "2", "pass_at_2.png": "2"})
+    _publish(out, {"report.md": "2", "pass_at_2.png": "2"}, force=True)
     tree = _tree(out)
     del tree[MANIFEST_NAME]
     assert tree == {"report.md": "2", "pass_at_2.png": "2", "notes.md": "mine"}  # sub/ (emptied) pruned too
@@ -60,9 +62,53 @@ def test_foreign_folder_refused_and_force_never_touches_user_files(tmp_path: Pat
         _publish(out, {"report.md": "new"}, force=True)
     assert _tree(out) == {"report.md": "my own report", "keep.png": "mine"}  # refused before anything moved
     _publish(out, {"a.png": "x"}, force=True)
-    _publish(out, {"b.png": "y"})  # now a folder of ours: no --force needed, a.png goes, the user's files stay
+    _publish(out, {"b.png": "y"}, results=False)  # a folder of ours: replaced without force, the user's files stay
     assert sorted(_tree(out)) == [MANIFEST_NAME, "b.png", "keep.png", "report.md"]
     assert (out / "report.md").read_text() == "my own report"
+
+
+def test_a_rerun_over_earlier_results_is_refused_without_force(tmp_path: Path) -> None:
+    out = _publish(tmp_path / "out", {"report.md": "1", "sub/a.png": "1"})
+    before = _tree(out)
+    with pytest.raises(OutputError, match="--force") as refused:
+        check_out(out, "report")
+    assert "--out" in str(refused.value)
+    with pytest.raises(OutputError, match="--force"):  # publish refuses before the body runs: no work is wasted
+        with publish(out, "report"):
+            raise AssertionError("the body ran")
+    assert _tree(out) == before
+    _publish(out, {"report.md": "2"}, results=False)  # a command rebuilt from its inputs (prep) replaces its files
+    assert _tree(out)["report.md"] == "2"
+    (out / "report.md").unlink()  # earlier results the user removed are not results any more
+    _publish(out, {"report.md": "3"})
+    assert _tree(out)["report.md"] == "3"
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_nothing_is_written_or_removed_through_a_symlinked_subfolder(tmp_path: Path, force: bool) -> None:
+    out = _publish(tmp_path / "out", {"report.md": "1", "sub/a.png": "1"})
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "a.png").write_text("the user's")
+    (out / "sub" / "a.png").unlink()
+    (out / "sub").rmdir()
+    (out / "sub").symlink_to(users, target_is_directory=True)
+    with pytest.raises(OutputError, match="symlink"):
+        _publish(out, {"report.md": "2", "sub/a.png": "2"}, force=force)
+    with pytest.raises(OutputError, match="symlink"):
+        _publish(out, {"report.md": "2"}, force=force, results=False)
+    assert _tree(users) == {"a.png": "the user's"}
+
+
+def test_a_new_file_never_goes_through_a_symlinked_subfolder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    users = tmp_path / "users"
+    users.mkdir()
+    (out / "runs").symlink_to(users, target_is_directory=True)
+    with pytest.raises(OutputError, match="symlink"):
+        _publish(out, {"runs/x/meta.json": "{}"}, force=True)
+    assert list(users.iterdir()) == []
 
 
 def test_two_commands_never_share_a_folder(tmp_path: Path) -> None:
@@ -105,7 +151,7 @@ def test_file_target_file_parent_and_unwritable_place(tmp_path: Path) -> None:
 def test_error_in_the_body_leaves_target_and_parent_as_they_were(tmp_path: Path) -> None:
     out = _publish(tmp_path / "out", {"report.md": "1"})
     before = _tree(out)
-    with pytest.raises(RuntimeError), publish(out, "report") as o:
+    with pytest.raises(RuntimeError), publish(out, "report", force=True) as o:
         (o.stage / "report.md").write_text("half")
         raise RuntimeError("boom")
     assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -143,11 +189,12 @@ def test_two_simultaneous_writers_never_mix(tmp_path: Path) -> None:
         p.start()
     for p in procs:
         p.join(60)
-    assert [p.exitcode for p in procs] == [0, 0]
+    # The second to take the lock finds the first one's results and is refused (results are data): one wins.
+    assert sorted(p.exitcode for p in procs) == [0, 1]
     tree = _tree(tmp_path / "out")
     winner = tree.pop("report.md")
     files = json.loads(tree.pop(MANIFEST_NAME))["files"]
-    assert set(tree.values()) == {winner} and len(tree) == 20  # one writer's files only, the other's all removed
+    assert set(tree.values()) == {winner} and len(tree) == 20  # one writer's files only
     assert files == sorted([*tree, "report.md"])
 
 

@@ -118,7 +118,23 @@ def _stale_outputs(p: Path) -> list[str]:
     assert main(["report", str(run), "--out", t(p, "out"), "--k", "1,16"]) == 0
     (p / "out" / "notes.txt").write_text("mine\n")
     dump(run / "val", 1, GOOD)
-    return ["report", str(run), "--out", t(p, "out"), "--k", "1"]
+    return ["report", str(run), "--out", t(p, "out"), "--k", "1", "--force"]
+
+
+def _rerun(p: Path) -> list[str]:
+    run = good_run(p)
+    from verl_maxpo.cli import main
+
+    assert main(["report", str(run), "--out", t(p, "out")]) == 0
+    return ["report", str(run), "--out", t(p, "out")]
+
+
+def _null_input(p: Path) -> list[str]:
+    run = p / "run"
+    (run / "val").mkdir(parents=True)
+    lines = [json.dumps({"input": None, "score": s}) for s in (1.0, 0.0, 0.0, 0.0)]
+    (run / "val" / "1.jsonl").write_text("\n".join(lines) + "\n")
+    return ["report", str(run), "--out", t(p, "o"), "--k", "1"]
 
 
 def _check_stale(p: Path, outcome) -> None:
@@ -187,6 +203,10 @@ REPORT_CASES = [
     Case("report dump not UTF-8", lambda p: _bad_bytes(p), code=1, needles=("1.jsonl", "utf")),
     Case("report unreadable folder", _unreadable, code=1, needles=("unreadable",)),
     Case("report stale outputs removed", _stale_outputs, expect="exact", code=0, check=_check_stale),
+    Case("report rerun over earlier results", _rerun, code=2, needles=("--force", "--out")),
+    Case("report rerun over earlier results: kept", _rerun, expect="kept", keep=lambda p: p / "out"),
+    Case("report input null", _null_input, code=1, needles=("1.jsonl:1", "input")),
+    Case("report out empty", lambda p: ["report", str(good_run(p)), "--out", ""], code=2, needles=("--out",)),
 ]
 
 META_K_STRING = '{"adv_estimator": "maxpo", "k": "4", "n": 4, "seed": 0, "config_name": "x", "val_n": 4}'
@@ -228,7 +248,38 @@ def _demo_force_over_users_run(p: Path) -> list[str]:
     return ["demo", "--quick", "--no-progress", "--out", t(p, "out"), "--force"]
 
 
+def _demo_rerun(p: Path) -> list[str]:
+    from verl_maxpo.outputs import publish
+
+    with publish(p / "out", "demo") as out:  # an earlier demo's results (its manifest names the demo)
+        (out.stage / "summary.md").write_text("a 30-minute A/B\n")
+        (out.stage / "runs" / "maxpo_seed0").mkdir(parents=True)
+        (out.stage / "runs" / "maxpo_seed0" / "meta.json").write_text("{}\n")
+    return ["demo", "--quick", "--no-progress", "--out", t(p, "out")]
+
+
 DEMO_CASES = [
+    Case("demo rerun over earlier results", _demo_rerun, code=2, needles=("--force", "--out")),
+    Case("demo rerun over earlier results: kept", _demo_rerun, expect="kept", keep=lambda p: p / "out"),
+    Case(
+        "demo maxpo_top2 at k 1",
+        demo("--k", "1", "--n", "2", "--estimators", "maxpo_top2"),
+        code=2,
+        needles=("maxpo_top2", "--k", "m"),
+    ),
+    Case("demo seed 2**64", demo("--seed", str(2**64)), code=2, needles=("--seed",)),
+    Case("demo seeds 10**6", demo("--seeds", "1000000"), code=2, needles=("--seeds",)),
+    Case("demo n 10**9", demo("--n", "1000000000"), code=2, needles=("--n",)),
+    Case("demo k 10**9", demo("--k", "1000000000"), code=2, needles=("--k",)),
+    Case("demo steps 10**12", demo("--steps", "1000000000000"), code=2, needles=("--steps",)),
+    Case("demo lr 1e30", demo("--lr", "1e30"), code=2, needles=("--lr",)),
+    Case("demo workers 10**6", demo("--workers", "1000000"), code=2, needles=("--workers",)),
+    Case(
+        "demo batch too many samples",
+        demo("--prompts-per-step", "65536", "--n", "64"),
+        code=2,
+        needles=("--prompts-per-step",),
+    ),
     Case("demo val-every 0", demo("--val-every", "0"), code=2, needles=("--val-every",)),
     Case("demo steps 0", demo("--steps", "0"), code=2, needles=("--steps",)),
     Case("demo seeds 0", demo("--seeds", "0"), code=2, needles=("--seeds",)),
@@ -294,6 +345,33 @@ CHECK_CASES = [
 ]
 
 CASES = REPORT_CASES + DEMO_CASES + CHECK_CASES
+
+
+def test_demo_at_k1_skips_the_internal_arms_that_cannot_run_and_says_so() -> None:
+    """`--estimators maxpo --k 1 --n 2` is accepted; the gradient-variance step, which measures every arm of the
+    table, leaves out the arms that cannot run at k = 1 (named in the summary) and every arm it keeps runs through
+    verl's compute_advantage at these settings, so nothing fails after the RL runs."""
+    import numpy as np
+    import torch
+    from verl.trainer.ppo import core_algos
+
+    from verl_maxpo import demo_config, demo_gradvar, demo_rl
+    from verl_maxpo.addition_task import AdditionTask, build_policy
+    from verl_maxpo.demo_summary import gradvar_notes
+
+    cfg = demo_config.parse_config(["--quick", "--estimators", "maxpo", "--k", "1", "--n", "2", "--val-n", "2"])
+    assert set(demo_config.gradvar_skipped(1)) == {"maxpo_top2", "pkpo"}
+    touched = demo_gradvar.gradvar_arms(1, core_algos.ADV_ESTIMATOR_REGISTRY)
+    assert "maxpo_top2" not in touched and "pkpo" not in touched and "maxpo" in touched
+    task = AdditionTask(2, 4, seed=0)
+    model = build_policy(task, seed=0, device=torch.device("cpu"))
+    batch = demo_rl.rollout(model, task, task.train_pairs(np.random.default_rng(0), 3), 2, 1.0, torch.Generator())
+    batch.scores = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    with torch.no_grad():
+        for arm in dict.fromkeys([*cfg.arms, *touched]):
+            demo_rl.policy_gradient_loss(model, batch, *demo_rl.verl_configs(arm, cfg))
+    notes = "\n".join(gradvar_notes(cfg, {"warm start": {"maxpo": {"rel_var": None}}}))
+    assert "maxpo_top2" in notes and "pkpo" in notes and "unresolved" in notes
 
 
 class StartedWork(Exception):
