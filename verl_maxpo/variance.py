@@ -56,6 +56,13 @@ DEFAULT_N = (4, 8, 16, 32)
 DEFAULT_K = (2, 4, 8)
 DEFAULT_RATIO = (0.5, 1.0, 2.0, 4.0)
 DEFAULT_NOISE = 100.0
+DEFAULT_OUT = "maxpo_variance"
+# --quick: a few seconds, for a first look and for tests (explicit flags still win).
+QUICK = {"p": "0.05,0.2,0.5", "n": "8,16", "k": "2,4", "ratio": "1,2", "laws": "binary"}
+# Ranges (checked before work): p away from 0 and 1, where |E g|^2 underflows and the ratio is not a number;
+# n up to 64 (the partial-credit law enumerates C(n+4, 4) count vectors), so K < n <= 64.
+P_RANGE = (1e-6, 1 - 1e-6)
+MAX_N = 64
 GRPO_EPS = 1e-6  # verl's epsilon in (r - mean) / (std + eps)
 MAX_AT_K = "max@K"  # the target the map's main comparisons share
 # How an objective option of maxpo names the gradient it is unbiased for.
@@ -329,7 +336,12 @@ def _ratio_grid(cells: list[Cell], law: str, num: str, den: str, ps, ns, ks, rat
 
 
 def write_heatmap(path: Path, grid: np.ndarray, title: str, num: str, ps, ns, ks, ratios) -> None:
-    """One panel per (ratio, K): x = p, y = n, colour = log2 of the variance ratio, black line where it is 1."""
+    """One panel per (ratio, K): x = p, y = n, colour = log2 of the variance ratio, black line where it is 1.
+
+    Sized for a slide: each cell is at least about 0.6 x 0.45 inch, so its number (9 pt) and the tick labels stay
+    legible however small the grid, and the title is wrapped to the figure's width (never cut at its edges)."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -339,8 +351,10 @@ def write_heatmap(path: Path, grid: np.ndarray, title: str, num: str, ps, ns, ks
     logs = np.log2(grid)
     bound = 2.0  # colours saturate at 4x either way; the printed numbers carry the rest
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound)
+    panel_w, panel_h = max(4.0, 0.62 * len(ps) + 1.4), max(2.6, 0.45 * len(ns) + 1.5)
+    width = panel_w * len(ks) + 1.2  # + the colour bar
     fig, axes = plt.subplots(
-        len(ratios), len(ks), figsize=(5.0 * len(ks), 2.4 * len(ratios)), squeeze=False, constrained_layout=True
+        len(ratios), len(ks), figsize=(width, panel_h * len(ratios) + 0.9), squeeze=False, constrained_layout=True
     )
     x, y = np.arange(len(ps)), np.arange(len(ns))
     for a, ratio in enumerate(ratios):
@@ -353,17 +367,22 @@ def write_heatmap(path: Path, grid: np.ndarray, title: str, num: str, ps, ns, ks
             for yy in y:
                 for xx in x:
                     if np.isfinite(grid[a, b, yy, xx]):
-                        ax.text(xx, yy, f"{grid[a, b, yy, xx]:.2f}", ha="center", va="center", fontsize=4)
-            ax.set_xticks(x, [f"{p:g}" for p in ps], fontsize=5, rotation=90)
-            ax.set_yticks(y, [str(n) for n in ns], fontsize=6)
-            ax.set_title(f"K={k}, failure/success score norm {ratio:g}", fontsize=7)
+                        dark = abs(logs[a, b, yy, xx]) > 0.6 * bound  # white on saturated cells
+                        ax.text(
+                            xx, yy, f"{grid[a, b, yy, xx]:.2f}", ha="center", va="center", fontsize=9,
+                            color="white" if dark else "black",
+                        )  # fmt: skip
+            ax.set_xticks(x, [f"{p:g}" for p in ps], fontsize=9, rotation=90 if len(ps) > 6 else 0)
+            ax.set_yticks(y, [str(n) for n in ns], fontsize=9)
+            ax.set_title(f"K={k}, failure/success score norm {ratio:g}", fontsize=10)
             if b == 0:
-                ax.set_ylabel("n", fontsize=7)
+                ax.set_ylabel("group size n", fontsize=10)
             if a == len(ratios) - 1:
-                ax.set_xlabel("success rate p", fontsize=7)
-    fig.suptitle(title + f" (red: {num} noisier; black line: ratio 1.0)", fontsize=9)
-    fig.colorbar(image, ax=axes, shrink=0.6, label="log2 ratio")
-    fig.savefig(path, dpi=90)
+                ax.set_xlabel("success rate p", fontsize=10)
+    full = title + f" (red: {num} noisier; black line: ratio 1.0)"
+    fig.suptitle(textwrap.fill(full, width=max(30, int(width * 8))), fontsize=12)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="log2 ratio")
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -519,29 +538,39 @@ def _build_parser() -> argparse.ArgumentParser:
         "grpo, ...) for one prompt, over a grid of success rate p, group size n, K and failure/success score-norm "
         "ratio; heatmaps, JSON, markdown. Lists take `--n 4 8 16` or `--n 4,8,16`.",
     )
-    p.add_argument("--out", required=True, type=Path, help="output folder (new, empty, or an earlier map)")
+    p.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"output folder, new or empty (default ./{DEFAULT_OUT}); an earlier map there needs --force",
+    )
     p.add_argument(
         "--force",
         action="store_true",
-        help="write into a non-empty folder that holds no map (its files are never removed or overwritten)",
+        help="replace an earlier map in --out, or write into a non-empty folder that holds no map (its files are "
+        "never removed or overwritten)",
+    )
+    p.add_argument("--quick", action="store_true", help=f"a small grid in seconds: {QUICK} (explicit flags win)")
+    p.add_argument(
+        "--p",
+        nargs="+",
+        default=[_joined(DEFAULT_P)],
+        help=f"success rates in [{P_RANGE[0]:g}, {P_RANGE[1]:g}] (default: {_joined(DEFAULT_P)})",
     )
     p.add_argument(
-        "--p", nargs="+", default=[_joined(DEFAULT_P)], help=f"success rates in (0, 1) (default: {_joined(DEFAULT_P)})"
-    )
-    p.add_argument(
-        "--n", nargs="+", default=[_joined(DEFAULT_N)], help=f"group sizes, 2..64 (default: {_joined(DEFAULT_N)})"
+        "--n", nargs="+", default=[_joined(DEFAULT_N)], help=f"group sizes, 2..{MAX_N} (default: {_joined(DEFAULT_N)})"
     )
     p.add_argument(
         "--k",
         nargs="+",
         default=[_joined(DEFAULT_K)],
-        help=f"K values >= 2; a cell needs n large enough for every row, e.g. n >= K+1 (default: {_joined(DEFAULT_K)})",
+        help=f"K values, 2..{MAX_N - 1}; a cell needs n large enough for every row, e.g. n >= K+1 "
+        f"(default: {_joined(DEFAULT_K)})",
     )
     p.add_argument(
         "--ratio",
         nargs="+",
         default=[_joined(DEFAULT_RATIO)],
-        help=f"failure/success score norms (default: {_joined(DEFAULT_RATIO)})",
+        help=f"failure/success score norms, in (0, 1000] (default: {_joined(DEFAULT_RATIO)})",
     )
     p.add_argument("--laws", nargs="+", default=list(LAWS), help=f"reward laws (default: {_joined(list(LAWS))})")
     p.add_argument(
@@ -562,10 +591,13 @@ def _build_parser() -> argparse.ArgumentParser:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = _build_parser()
     args = parser.parse_args(argv)
+    if args.quick:
+        parser.set_defaults(**{key: [value] for key, value in QUICK.items()})
+        args = parser.parse_args(argv)
     try:
-        args.p = flat_parsed(args.p, "--p", float_in(0.0, 1.0, low_open=True, high_open=True))
-        args.n = flat_ints(args.n, "--n", minimum=2)
-        args.k = flat_ints(args.k, "--k", minimum=2)
+        args.p = flat_parsed(args.p, "--p", float_in(*P_RANGE))
+        args.n = flat_ints(args.n, "--n", minimum=2, maximum=MAX_N)
+        args.k = flat_ints(args.k, "--k", minimum=2, maximum=MAX_N - 1)
         args.ratio = flat_parsed(args.ratio, "--ratio", float_in(0.0, 1e3, low_open=True))
         args.laws = flat_names(args.laws, "--laws", LAWS)
         args.estimators = flat_names(args.estimators, "--estimators", map_rows())
@@ -576,8 +608,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
             _check_row(_row(name))
         except ValueError as err:
             parser.error(f"--estimators: {err}")
-    if max(args.n) > 64:
-        parser.error(f"--n: at most 64 (the partial-credit law enumerates C(n+4, 4) count vectors), got {max(args.n)}")
     rows = [_row(name) for name in args.estimators]
     if not any(n >= min_group_size(rows, k) for k in args.k for n in args.n):
         parser.error("no cell has K < n: maxpo and pkpo_loo need n >= K+1")

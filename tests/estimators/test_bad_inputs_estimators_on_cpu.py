@@ -206,15 +206,18 @@ TINY = ["--p", "0.5", "--n", "4", "--k", "2", "--ratio", "1", "--laws", "binary"
 
 # (id, arguments after --out, needles)
 VARIANCE_REFUSED = [
-    ("p-zero", ["--p", "0"], ["--p", "(0, 1)"]),
-    ("p-one", ["--p", "0.2,1"], ["--p", "(0, 1)"]),
+    ("p-zero", ["--p", "0"], ["--p", "[1e-06, 0.999999]"]),
+    ("p-one", ["--p", "0.2,1"], ["--p", "[1e-06, 0.999999]"]),
+    ("p-1e-300", ["--p", "1e-300"], ["--p", "[1e-06, 0.999999]"]),  # |E g|^2 underflows: Infinity in the JSON
     ("p-nan", ["--p", "nan"], ["--p", "finite"]),
     ("p-empty", ["--p", ","], ["--p needs at least one value"]),
     ("p-word", ["--p", "half"], ["--p", "half"]),
     ("n-one", ["--n", "1"], ["--n", "at least 2"]),
     ("n-huge", ["--n", "100"], ["--n", "at most 64"]),
     ("n-float", ["--n", "8.0"], ["--n", "8.0"]),
+    ("n-1e9", ["--n", "1000000000"], ["--n", "at most 64"]),
     ("k-one", ["--k", "1"], ["--k", "at least 2"]),
+    ("k-1e30", ["--k", "1" + "0" * 30], ["--k", "at most 63"]),
     ("k-not-below-n", ["--n", "4", "--k", "4,8"], ["no cell has K < n"]),
     ("ratio-zero", ["--ratio", "0"], ["--ratio", "(0, 1000]"]),
     ("ratio-negative", ["--ratio", "-2"], ["--ratio"]),
@@ -233,8 +236,14 @@ def test_variance_refuses(run_cli, tmp_path, args: list[str], needles: list[str]
     assert not (tmp_path / "map").exists(), "SILENT: wrote outputs for a refused command"
 
 
-def test_variance_needs_out(run_cli) -> None:
-    _classify_refusal(run_cli("variance", *TINY), ["--out"])
+def test_variance_writes_its_default_out_and_refuses_an_empty_one(run_cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _classify_refusal(run_cli("variance", "--out", "", *TINY), ["--out"])
+    _classify_refusal(run_cli("variance", "--out", "  ", *TINY), ["--out"])
+    assert list(tmp_path.iterdir()) == [], "SILENT: --out '' wrote into the working folder"
+    assert run_cli("variance", *TINY).code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maxpo_variance"]
+    assert (tmp_path / "maxpo_variance" / "variance.json").is_file()
 
 
 @pytest.mark.parametrize("case", ["out-is-a-file", "out-has-foreign-files", "out-parent-missing"])

@@ -308,3 +308,12 @@ def test_tiny_assets_refuses_reusing_an_empty_config_and_garbage_parquet(tmp_pat
     outcome = run_cli("tiny-assets", "--out", out)
     assert outcome.code == 2 and "damaged tiny assets" in outcome.err and "--force" in outcome.err
     assert _tree(out) == before
+
+
+def test_strict_json_never_writes_nan_or_infinity() -> None:
+    import numpy as np
+
+    from verl_maxpo.strict_json import dumps
+
+    text = dumps({"a": [1.5, float("inf"), np.float64("nan"), np.int64(3), np.array([2.0, -np.inf])], "b": (True,)})
+    assert json.loads(text) == {"a": [1.5, None, None, 3, [2.0, None]], "b": [True]}

@@ -136,11 +136,15 @@ def snapshot(folder) -> list[tuple[str, bytes]]:
     return sorted((p.relative_to(folder).as_posix(), p.read_bytes() if p.is_file() else b"") for p in folder.rglob("*"))
 
 
-def test_command_writes_every_cell_and_replaces_its_own_outputs(run_cli, tmp_path) -> None:
+def test_command_writes_every_cell_and_replaces_its_own_outputs_with_force(run_cli, tmp_path) -> None:
     out = tmp_path / "map"
-    for _ in range(2):  # the second run replaces the first
-        outcome = run_cli("variance", "--out", out, *TINY, *BASE)
-        assert outcome.code == 0, outcome.text
+    assert run_cli("variance", "--out", out, *TINY, *BASE, "--k", "2").code == 0
+    before = snapshot(out)
+    refused = run_cli("variance", "--out", out, *TINY, *BASE)  # results are data: a rerun needs --force
+    assert refused.code == 2 and "--force" in refused.err and "--out" in refused.err, refused.text
+    assert snapshot(out) == before
+    outcome = run_cli("variance", "--out", out, *TINY, *BASE, "--force")  # replaces the first map
+    assert outcome.code == 0, outcome.text
     payload = json.loads((out / "variance.json").read_text())
     keys = {(c["p"], c["n"], c["k"], c["ratio"]) for c in payload["cells"]}
     # (n=4, k=4) is skipped: maxpo needs n >= k+1
@@ -180,7 +184,8 @@ def test_a_map_written_before_manifests_is_replaced(run_cli, tmp_path) -> None:
     assert run_cli("variance", "--out", out, *TINY, *BASE).code == 0
     (out / ".verl_maxpo_outputs.json").unlink()
     (out / "heatmap_binary_gone_over_pkpo.png").write_bytes(b"png")  # a heatmap the old map had, now dropped
-    assert run_cli("variance", "--out", out, *TINY, *BASE).code == 0
+    assert run_cli("variance", "--out", out, *TINY, *BASE).code == 2  # an earlier map: results need --force
+    assert run_cli("variance", "--out", out, *TINY, *BASE, "--force").code == 0
     assert sorted(f.name for f in out.iterdir()) == BASE_FILES
 
 
@@ -207,7 +212,7 @@ def test_ctrl_c_while_writing_heatmaps_leaves_out_as_it_was(run_cli, tmp_path, m
         Path(args[0]).write_bytes(b"partial")
 
     monkeypatch.setattr(variance, "write_heatmap", interrupted)
-    outcome = run_cli("variance", "--out", out, *TINY, *BASE)
+    outcome = run_cli("variance", "--out", out, *TINY, *BASE, "--force")
     assert outcome.code == 130 and "interrupted" in outcome.err and "Traceback" not in outcome.text
     assert len(calls) == 2 and snapshot(tmp_path) == before  # no stage, no half-written file, the old map intact
 
@@ -328,3 +333,22 @@ def test_help_shows_every_default(run_cli) -> None:
         assert f"(default: {default})" in text, default
     assert "(default: 0.5, 1, 2, 4)" in text and "(default: binary, partial4)" in text and "(default: 100)" in text
     assert f"(default: {', '.join(variance.map_rows())})" in text
+
+
+def _no_constants(name: str) -> None:
+    raise AssertionError(f"{name} in variance.json (not JSON)")
+
+
+def test_quick_map_takes_seconds_and_writes_strict_json(run_cli, tmp_path) -> None:
+    out = tmp_path / "quick"
+    outcome = run_cli("variance", "--quick", "--out", out)
+    assert outcome.code == 0, outcome.text
+    payload = json.loads((out / "variance.json").read_text(), parse_constant=_no_constants)
+    grid = {(c["p"], c["n"], c["k"], c["ratio"]) for c in payload["cells"]}
+    assert grid == {(p, n, k, r) for p in (0.05, 0.2, 0.5) for n in (8, 16) for k in (2, 4) for r in (1.0, 2.0)}
+    assert all(v > 0 for c in payload["cells"] for v in c["rel_var"].values())
+    # explicit flags win over --quick
+    outcome = run_cli("variance", "--quick", "--out", tmp_path / "k2", "--k", "2", "--estimators", "maxpo,pkpo")
+    assert outcome.code == 0 and {
+        c["k"] for c in json.loads((tmp_path / "k2" / "variance.json").read_text())["cells"]
+    } == {2}
