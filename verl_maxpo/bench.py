@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from verl_maxpo import strict_json
-from verl_maxpo.cli_args import flat_names, int_at_least
+from verl_maxpo.cli_args import MAX_SEED, flat_names, int_at_least
 from verl_maxpo.estimator_table import ARMS
 from verl_maxpo.estimator_table import ESTIMATORS as TABLE
 
@@ -71,6 +71,11 @@ QUICK_MEMORY_NOTE = (
 )
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+# Upper bounds of the options, checked by the parser: the largest batch is 16384 rows, so a (16384, L) float32
+# tensor takes 512 MiB at the largest L.
+MAX_RESPONSE_LENGTH = 8192
+MAX_REPEATS = 10_000
+MAX_THREADS = 1024
 
 
 def _target(name: str) -> tuple[str, dict[str, Any]]:
@@ -448,6 +453,29 @@ def _known_estimators() -> list[str]:
     return list(dict.fromkeys([*ESTIMATORS, *core_algos.ADV_ESTIMATOR_REGISTRY]))
 
 
+def _k_problem(names: Sequence[str], k: int, shapes: Sequence[tuple[int, int]]) -> str | None:
+    """Why a row of ours cannot run at this k on every shape (checked before any timing, so no row fails after the
+    others ran), or None."""
+    from verl_maxpo.estimator_table import MaxPOOptions
+
+    n_min = min(n for _, n in shapes)
+    for name in names:
+        estimator, _ = _target(name)
+        spec = TABLE.get(estimator)
+        if spec is None:  # verl's own: reads no algorithm.maxpo
+            continue
+        if spec.min_group_size(k) > n_min:  # first: it bounds k, so the options below are built for a small k
+            return (
+                f"--k {k}: the {name} row needs groups of n >= {spec.min_group_size(k)}, and the smallest group "
+                f"size of the bench is n = {n_min}; use a smaller --k or leave {name} out of --estimators"
+            )
+        try:
+            MaxPOOptions.parse(dict(algorithm_config(k, name).maxpo), estimator)
+        except ValueError as err:
+            return f"--k {k}: the {name} row cannot run ({err}); use another --k or leave {name} out of --estimators"
+    return None
+
+
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="verl-maxpo bench",
@@ -456,8 +484,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds; for tests and smoke checks)")
     p.add_argument(
-        "--repeats", type=int_at_least(1), default=None, help=f"timed calls per row (default {DEFAULT_REPEATS})"
-    )
+        "--repeats", type=int_at_least(1, MAX_REPEATS), default=None,
+        help=f"timed calls per row, 1..{MAX_REPEATS} (default {DEFAULT_REPEATS})",
+    )  # fmt: skip
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CPU, plus CUDA if present")
     p.add_argument(
         "--estimators",
@@ -466,13 +495,20 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="subset to time, space- or comma-separated (any name in verl's registry)",
     )
-    p.add_argument("--k", type=int_at_least(1), default=4, help="algorithm.maxpo.k of our rows (default 4)")
     p.add_argument(
-        "--response-length", type=int_at_least(1), default=None, help="L of the (B, L) tensors (default 256)"
-    )
+        "--k", type=int_at_least(1), default=4,
+        help="algorithm.maxpo.k of our rows (default 4); every row of ours must run on the smallest group size",
+    )  # fmt: skip
+    p.add_argument(
+        "--response-length", type=int_at_least(1, MAX_RESPONSE_LENGTH), default=None,
+        help=f"L of the (B, L) tensors, 1..{MAX_RESPONSE_LENGTH} (default 256)",
+    )  # fmt: skip
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
-    p.add_argument("--threads", type=int_at_least(1), default=None, help="torch.set_num_threads (default: torch's own)")
-    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument(
+        "--threads", type=int_at_least(1, MAX_THREADS), default=None,
+        help=f"torch.set_num_threads, 1..{MAX_THREADS} (default: torch's own)",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0, help=f"0..{MAX_SEED}")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     return p
 
@@ -487,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device (use --device cpu or auto)")
+    if problem := _k_problem(args.estimators, args.k, QUICK_SHAPES if args.quick else DEFAULT_SHAPES):
+        parser.error(problem)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     devices = ["cpu"] if args.device == "cpu" else ["cuda"] if args.device == "cuda" else ["cpu"]

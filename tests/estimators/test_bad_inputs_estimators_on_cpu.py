@@ -167,6 +167,14 @@ BENCH_REFUSED = [
     ("estimators-unknown", ["--estimators", "maxpo", "nosuch"], ["unknown nosuch", "pkpo_loo"]),
     ("device-tpu", ["--device", "tpu"], ["--device", "tpu"]),
     ("unknown-option", ["--groups", "4"], ["unrecognized arguments: --groups"]),
+    ("length-1e9", ["--response-length", "1000000000"], ["--response-length", "at most"]),
+    ("repeats-1e9", ["--repeats", "1000000000"], ["--repeats", "at most"]),
+    ("threads-1e6", ["--threads", "1000000"], ["--threads", "at most"]),
+    ("seed-2**64", ["--seed", str(2**64)], ["--seed", "at most"]),
+    # checked before any row is timed (a row that cannot run at k used to fail after the others)
+    ("k-above-smallest-group", ["--k", "9"], ["--k 9", "maxpo", "n >= 10"]),
+    ("k-1e30", ["--k", "1" + "0" * 30], ["--k"]),
+    ("k-1-with-top2", ["--k", "1"], ["--k 1", "maxpo_top2", "--estimators"]),
 ]
 
 
