@@ -22,6 +22,7 @@ Output layout, published by verl_maxpo.outputs (staged, then moved into place; -
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 import time
@@ -132,12 +133,24 @@ def run_demo(cfg: DemoConfig, stage: Path, command: str) -> str:
         jobs = len(cfg.arms) * cfg.seeds + 1
         workers = min(cfg.workers, jobs)
         total = len(cfg.arms) * cfg.seeds * cfg.steps + (1 + len(cfg.arms)) * cfg.gradvar_draws
+        timed = min(total, 2 * workers + 1)  # steps before the ETA is shown: each worker's first (start-up) and more
         timings: dict[str, float] = {}
-        with tqdm(total=total, desc="verl-maxpo demo", unit="step", disable=cfg.no_progress, file=terminal) as bar:
+        # The warm start shows its elapsed time and status only: an ETA from its wall time per RL step would read
+        # hours. The bar's clock (and its ETA) start with the first RL or variance step, timed as it happens.
+        with tqdm(
+            total=total, desc="verl-maxpo demo", unit="step", disable=cfg.no_progress, file=terminal,
+            bar_format="{desc}: {elapsed}{postfix}",
+        ) as bar:  # fmt: skip
 
             def progress(steps: int, status: str) -> None:
                 bar.update(steps)
+                if bar.n >= timed and bar.bar_format is not None:  # each worker's first step timed: show the ETA
+                    bar.bar_format = None
                 bar.set_postfix_str(status)
+
+            def warm_status(step: int, pass1: float) -> None:  # pass@1 is measured every few steps: no `nan`
+                measured = f", pass@1 on training prompts {pass1:.2f}" if math.isfinite(pass1) else ""
+                bar.set_postfix_str(f"warm start step {step}{measured}")
 
             def prepare() -> tuple[dict[str, Any], dict[str, Any]]:
                 t0 = time.perf_counter()
@@ -145,10 +158,12 @@ def run_demo(cfg: DemoConfig, stage: Path, command: str) -> str:
                 model = build_policy(task, cfg.seed, torch.device(cfg.device))
                 done = warm_start(
                     model, task, steps=cfg.sft_max_steps, seed=cfg.seed, lr=cfg.sft_lr, batch=cfg.sft_batch,
-                    target=cfg.sft_target, temperature=cfg.temperature,
-                    on_step=lambda step, pass1: bar.set_postfix_str(f"warm start step {step}, pass@1 {pass1:.2f}"),
+                    target=cfg.sft_target, temperature=cfg.temperature, on_step=warm_status,
                 )  # fmt: skip
                 timings["warm start"] = time.perf_counter() - t0
+                bar.bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, ETA once timed{postfix}]"
+                bar.set_postfix_str("RL runs and gradient variance", refresh=False)
+                bar.reset(total=total)  # its clock starts now, so the ETA comes from RL steps alone
                 state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 return state, {"steps": done.steps, "train_pass@1": done.train_pass1, "loss": done.loss}
 
@@ -162,7 +177,11 @@ def run_demo(cfg: DemoConfig, stage: Path, command: str) -> str:
         gradvar |= {f"after {cfg.steps} {arm} steps": results[f"{arm}_seed{cfg.seed}"][1] for arm in cfg.arms}
         t0 = time.perf_counter()
         run_dirs = [stage / "runs" / f"{arm}_seed{s}" for arm in cfg.arms for s in cfg.seed_list]
-        write_report_files(run_dirs, stage, ks=cfg.val_ks, relative_to=stage)
+        setting = (
+            f"{cfg.digits}-digit addition, n={cfg.n}, K={cfg.k}, {cfg.seeds} seed{'s' if cfg.seeds > 1 else ''}, "
+            f"{cfg.val_prompts} held-out prompts x {cfg.val_n} samples"
+        )
+        write_report_files(run_dirs, stage, ks=cfg.val_ks, relative_to=stage, setting=setting)
         timings["report"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
         text, data = summarize(cfg, histories, gradvar, warm, timings, provenance(cfg, command, workers))

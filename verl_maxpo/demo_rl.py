@@ -137,16 +137,18 @@ def policy_gradient_loss(
     adv = data.batch["advantages"]
     seq_adv = adv.sum(1) / mask.sum(1).clamp(min=1)
     groups = batch.scores.view(-1, batch.group_size)
+    # verl's trainer metric names for the same quantities (so `verl-maxpo report` plots demo and verl runs alike);
+    # batch/* are the demo's own.
     metrics = {
-        "train/reward_mean": batch.scores.mean().item(),
-        "train/solved_groups_frac": (groups.max(1).values > 0).float().mean().item(),
-        "train/mixed_groups_frac": (groups.max(1).values != groups.min(1).values).float().mean().item(),
-        "train/adv_mean": seq_adv.mean().item(),
-        "train/adv_abs_mean": seq_adv.abs().mean().item(),
-        "train/pg_loss": loss.item(),
-        "train/pg_clipfrac": pg_metrics["actor/pg_clipfrac"],
-        "train/ppo_kl": pg_metrics["actor/ppo_kl"],
-        "train/response_length": mask.sum(1).mean().item(),
+        "critic/score/mean": batch.scores.mean().item(),
+        "critic/advantages/mean": ((adv * mask).sum() / mask.sum().clamp(min=1)).item(),  # over valid tokens
+        "critic/advantages/abs_mean": seq_adv.abs().mean().item(),
+        "batch/solved_groups_frac": (groups.max(1).values > 0).float().mean().item(),
+        "batch/mixed_groups_frac": (groups.max(1).values != groups.min(1).values).float().mean().item(),
+        "actor/pg_loss": loss.item(),
+        "actor/pg_clipfrac": pg_metrics["actor/pg_clipfrac"],
+        "actor/ppo_kl": pg_metrics["actor/ppo_kl"],
+        "response_length/mean": mask.sum(1).mean().item(),
     }
     return loss, metrics, data
 
@@ -235,7 +237,7 @@ def run_rl(
                 loss, metrics, _ = policy_gradient_loss(model, batch, algo_cfg, actor_cfg)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                metrics["train/grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item()
+                metrics["actor/grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item()
                 opt.step()
                 tracker.log(metrics, step=step)
             if step % cfg.val_every == 0 or step == cfg.steps:

@@ -122,8 +122,8 @@ def gradvar_notes(cfg: DemoConfig, gradvar: GradVar) -> list[str]:
             "",
             f"\\* unresolved: the mean gradient is not measurable above the noise of {cfg.gradvar_draws} draws "
             "(the unbiased estimate of |E g|^2 is <= 0), so the relative variance is unbounded, not a number "
-            "(null in summary.json). It happens where most gradients are zero (zero-gradient draws near 1) or "
-            "tiny; more --gradvar-draws or --gradvar-prompts resolve it.",
+            "(null in summary.json). It happens with few draws (--quick takes 4) and where most gradients are zero "
+            "(zero-gradient draws near 1); more --gradvar-draws or --gradvar-prompts resolve it.",
         ]
     skipped = gradvar_skipped(cfg.k)
     if skipped:

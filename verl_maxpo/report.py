@@ -32,6 +32,7 @@ import numpy as np
 
 from verl_maxpo import strict_json
 from verl_maxpo.cli_args import flat_ints, flat_parts, float_in
+from verl_maxpo.estimator_table import ARMS
 from verl_maxpo.outputs import OutputError, check_out, publish
 from verl_maxpo.report_data import Problems, RunData, read_run
 from verl_maxpo.report_metrics import (
@@ -58,7 +59,7 @@ MAX_K = 1_000_000
 # The manifest of older reports (a JSON list of file names): still read, so their files are replaced, not doubled.
 _OLD_MANIFEST = ".verl_maxpo_report.json"
 # Training-log metrics plotted when present, in this order; `val-core/...` means are added after them.
-_TRAIN_METRICS = (
+_TRAIN_METRICS = (  # verl's names; the demo logs the same names for the same quantities
     "critic/score/mean",
     "critic/advantages/mean",
     "actor/entropy",
@@ -66,6 +67,8 @@ _TRAIN_METRICS = (
     "actor/pg_loss",
     "actor/grad_norm",
     "actor/ppo_kl",
+    "batch/solved_groups_frac",  # the demo's: groups with at least one / with mixed rewards
+    "batch/mixed_groups_frac",
 )
 _MAX_TRAIN_PANELS = 9
 
@@ -76,6 +79,35 @@ HOW_TO_READ = (
     "prompts solved at least once. Higher is better. Unlike verl's `best@k` (a with-replacement bootstrap), these "
     "do not under-report. With several seeds, values are mean ± standard error (sample std / sqrt(seeds))."
 )
+
+
+_K_IN_NAME = re.compile(r"(?:^|[_\-.])k(\d{1,7})(?=$|[_\-.])")
+
+
+def run_k(run: RunData) -> int | None:
+    """The run's K: meta.json's `k`, else `algorithm.maxpo.k` of a saved Hydra config (`<run>/.hydra/config.yaml`
+    or `<run>/config.yaml`), else a `k<N>` token of the run folder's name (`gsm8k_maxpo_k4_seed0` -> 4)."""
+    if run.meta is not None and run.meta.k is not None:
+        return run.meta.k
+    for config in (run.path / ".hydra" / "config.yaml", run.path / "config.yaml"):
+        k = _config_k(config)
+        if k is not None:
+            return k
+    match = _K_IN_NAME.search(run.path.resolve().name)
+    return int(match[1]) if match and int(match[1]) >= 1 else None
+
+
+def _config_k(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    try:
+        import yaml
+
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        k = config["algorithm"]["maxpo"]["k"]
+    except Exception:  # noqa: BLE001 - an unreadable or other config only means no K from it
+        return None
+    return k if isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= MAX_K else None
 
 
 def samples_per_prompt(run: RunData) -> int | None:
@@ -128,7 +160,7 @@ def _curves(report: ReportMetrics, metric: Metric) -> list[Curve]:
         steps, values = r.curve(metric)
         if r.seeds_in_group < 2 and steps:
             curves.append(Curve(r.name, np.array(steps), np.array(values), None, colors[("run", r.name)]))
-    return curves
+    return sorted(curves, key=lambda c: c.color_index)  # an arm's place in the legend is fixed too
 
 
 def _train_curves(runs: list[RunData], report: ReportMetrics, metric: str) -> list[Curve]:
@@ -155,7 +187,7 @@ def _train_curves(runs: list[RunData], report: ReportMetrics, metric: str) -> li
         if series is not None and r.group not in averaged:
             owner = ("group", r.group) if r.seeds_in_group >= 2 else ("run", r.name)
             curves.append(Curve(r.name, series[0], series[1], None, colors[owner]))
-    return curves
+    return sorted(curves, key=lambda c: c.color_index)
 
 
 def _train_panels(runs: list[RunData]) -> list[str]:
@@ -209,8 +241,8 @@ def build_report(
     runs, group_of = _read_runs(run_dirs, labels, groups, train_logs, problems)
     n_of = [samples_per_prompt(r) for r in runs]
     if ks is None:
-        candidates = {1} | {r.meta.k for r in runs if r.meta is not None} | set(n_of)
-        ks = [k for k in candidates if k is not None]
+        candidates = {1} | {run_k(r) for r in runs} | set(n_of)
+        ks = [k for k in candidates if k is not None and k <= MAX_K]
     ks = sorted({int(k) for k in ks})
     metrics = metrics_for(ks)
 
@@ -307,21 +339,25 @@ def write_report_files(
     *,
     train_logs: Sequence[str | Path | None] | None = None,
     relative_to: str | Path | None = None,
+    setting: str | None = None,
 ) -> dict[str, Any]:
     """write_report without the output policy: write report.md and the PNGs straight into `folder` (created), for a
-    command that publishes its own stage (the demo). `relative_to`: show run folders relative to this folder."""
+    command that publishes its own stage (the demo). `relative_to`: show run folders relative to this folder;
+    `setting`: the line plot titles carry (default: `plot_setting`, from the runs' meta.json and names)."""
     _check_inputs(len(run_dirs), ks, labels, groups, train_logs)
     report, runs = build_report(run_dirs, ks, pass_threshold, labels, groups, train_logs)
     if relative_to is not None:
         for entry in report.runs:
             entry.path = os.path.relpath(entry.path, relative_to)
     Path(folder).mkdir(parents=True, exist_ok=True)
-    return _located(_write_files(Path(folder), report, runs), Path(folder))
+    return _located(_write_files(Path(folder), report, runs, setting), Path(folder))
 
 
-def _write_files(folder: Path, report: ReportMetrics, runs: list[RunData]) -> dict[str, Any]:
+def _write_files(
+    folder: Path, report: ReportMetrics, runs: list[RunData], setting: str | None = None
+) -> dict[str, Any]:
     """Write report.md and the PNGs into `folder`; the result has bare file names (see _located)."""
-    plots = _write_plots(folder, runs, report)
+    plots = _write_plots(folder, runs, report, setting)
     (folder / "report.md").write_text(_markdown(report, plots), encoding="utf-8")
     return {**to_json(report), "plots": [p.name for p in plots], "report": "report.md"}
 
@@ -433,26 +469,80 @@ def _left_out_warnings(name: str, steps: list[StepMetrics], ks: Sequence[int]) -
     return out
 
 
+def arm_of(name: str, meta: Any = None) -> str | None:
+    """The A/B arm of the estimator table a run or seed group stands for: meta.json's config name when it is an arm
+    (the demo's), else the arm whose name appears as `_`-separated words of `name` (longest first, so
+    `gsm8k_maxpo_top2_k4` is maxpo_top2, not maxpo); None for anything else."""
+    if meta is not None and meta.config_name in ARMS:
+        return meta.config_name
+    words = re.split(r"[_\-.]", name)
+    for arm in sorted(ARMS, key=len, reverse=True):
+        parts = arm.split("_")
+        if any(words[i : i + len(parts)] == parts for i in range(len(words))):
+            return arm
+    return None
+
+
 def _colors(report: ReportMetrics) -> dict[tuple[str, str], int]:
-    """One color per multi-seed group ("group", name) and per other run ("run", name), in order of appearance, so
-    a run keeps its color in every figure."""
-    owners = [("group", r.group) if r.seeds_in_group >= 2 else ("run", r.name) for r in report.runs]
-    return {owner: i for i, owner in enumerate(dict.fromkeys(owners))}
+    """One color per multi-seed group ("group", name) and per other run ("run", name). An arm of the estimator
+    table has its own color and place in every figure and every report (maxpo first, in the table's order); other
+    runs, and a second config of an arm already shown, take the next free colors in order of appearance."""
+    owners = {}
+    for r in report.runs:
+        owner = ("group", r.group) if r.seeds_in_group >= 2 else ("run", r.name)
+        owners.setdefault(owner, arm_of(owner[1], r.meta))
+    arms = list(ARMS)
+    colors, used = {}, set()
+    for owner, arm in owners.items():
+        if arm is not None and arms.index(arm) not in used:
+            colors[owner] = arms.index(arm)
+            used.add(colors[owner])
+    spare = (i for i in range(len(arms), 10_000) if i not in used)
+    for owner in owners:
+        if owner not in colors:
+            colors[owner] = next(spare)
+    return colors
 
 
-def _write_plots(out: Path, runs: list[RunData], report: ReportMetrics) -> list[Path]:
+def plot_setting(report: ReportMetrics, runs: list[RunData]) -> str:
+    """The setting every plot title carries: task (the run names' words before the arm), n, K, seeds and the
+    validation samples per prompt, each listed once (several values joined by /)."""
+
+    def joined(values: Sequence[Any]) -> str:
+        return "/".join(str(v) for v in sorted(set(values)))
+
+    tasks = []
+    for r in report.runs:
+        arm = arm_of(r.group, r.meta)
+        tasks.append(r.group.split(arm)[0].strip("_-.") if arm is not None and arm in r.group else "")
+    parts = [joined(tasks)] if tasks and all(tasks) else []
+    ns = [r.meta.n for r in report.runs if r.meta is not None]
+    ks = [k for k in (run_k(run) for run in runs) if k is not None]
+    parts += [f"n={joined(ns)}"] if ns else []
+    parts += [f"K={joined(ks)}"] if ks else []
+    seeds = max((g.seeds for g in report.groups), default=1)
+    parts.append(f"{seeds} seed{'s' if seeds != 1 else ''}")
+    val_n = [r.n for r in report.runs if r.n]
+    parts += [f"{joined(val_n)} samples per validation prompt"] if val_n else []
+    return ", ".join(parts)
+
+
+def _write_plots(out: Path, runs: list[RunData], report: ReportMetrics, setting: str | None = None) -> list[Path]:
     plots = []
+    setting = plot_setting(report, runs) if setting is None else setting
     for m in report.metrics:
         curves = _curves(report, m)
         if not curves:
             continue
         ylabel = f"{m.name} (unbiased, mean over prompts)"
         what = _plot_subject(m, report.pass_threshold)
-        plots.append(plot_metric(out / f"{_slug(m.name)}.png", m.name, curves, ylabel, f"{m.name}: {what}"))
+        title = f"{m.name}: {what}" + (f"\n{setting}" if setting else "")
+        plots.append(plot_metric(out / f"{_slug(m.name)}.png", m.name, curves, ylabel, title))
     panels = [(name, _train_curves(runs, report, name)) for name in _train_panels(runs)]
     panels = [(name, c) for name, c in panels if c]
     if panels:
-        plots.append(plot_grid(out / "training.png", panels, "Training log (verl file logger)"))
+        title = "Training log (verl file logger)" + (f": {setting}" if setting else "")
+        plots.append(plot_grid(out / "training.png", panels, title))
     return plots
 
 

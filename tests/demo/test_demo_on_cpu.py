@@ -67,14 +67,16 @@ def test_quick_run_writes_logs_dumps_report_and_summary(quick_out: Path) -> None
             "val_n": q["val_n"],
             "settings": {"maxpo_top2": {"objective": "top_m", "m": "2"}, "maxpo_ml": {"objective": "ml"}}.get(arm, {}),
         }
-        # verl's file logger format: {"step": s, "data": {...}}, train/ at every step, val/ at 0, 2, 4
+        # verl's file logger format: {"step": s, "data": {...}}, training metrics under verl's names at every step,
+        # val/ at 0, 2, 4
         log = read_jsonl(run / "train_log.jsonl")
         assert all(set(row) == {"step", "data"} for row in log)
-        train_steps = [r["step"] for r in log if "train/pg_loss" in r["data"]]
+        train_steps = [r["step"] for r in log if "actor/pg_loss" in r["data"]]
         val_steps = [r["step"] for r in log if "val/pass@1" in r["data"]]
         assert train_steps == list(range(1, q["steps"] + 1))
         assert val_steps == [0, 2, 4]
-        assert all(k.startswith(("train/", "val/")) for r in log for k in r["data"])
+        prefixes = ("critic/", "actor/", "batch/", "response_length/", "val/")
+        assert all(k.startswith(prefixes) for r in log for k in r["data"])
         for r in log:
             if "val/pass@1" in r["data"]:
                 d = r["data"]
@@ -95,6 +97,7 @@ def test_quick_run_writes_logs_dumps_report_and_summary(quick_out: Path) -> None
     assert len(step0) == 1 and 0.0 < step0.pop() < 0.6
     # report logic: markdown + PNG curves; the demo's own summary with tables and gradient variance
     pngs = list(quick_out.glob("*.png"))
+    assert (quick_out / "training.png").is_file()  # the report plots the demo's training logs (verl's names)
     assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     assert "`runs/maxpo_seed0`" in (quick_out / "report.md").read_text()  # the published path, not the stage's
     summary = (quick_out / "summary.md").read_text()
@@ -273,7 +276,7 @@ def test_rl_step_uses_the_estimator_registered_in_verl(small_batch, monkeypatch:
     assert calls == {"agg_loss": 1, "vanilla": 1}
     # on-policy ratio 1: the vanilla clipped loss is -A, token-mean aggregated
     assert loss.item() == pytest.approx(-(expected_adv.sum() / mask.sum()).item(), rel=1e-6)
-    assert metrics["train/adv_mean"] == pytest.approx(expected_adv.sum(1).div(mask.sum(1)).mean().item())
+    assert metrics["critic/advantages/mean"] == pytest.approx((expected_adv.sum() / mask.sum()).item())
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
     model.zero_grad(set_to_none=True)

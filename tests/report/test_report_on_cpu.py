@@ -272,3 +272,43 @@ def test_reads_dumps_written_by_verls_own_writer(tmp_path: Path) -> None:
     for row in result["runs"][0]["steps"]:
         for k in (1, 2, 4):
             assert row[f"pass@{k}"] == pytest.approx(brute_step(expected[row["step"]], k, 1.0)[1], abs=1e-12)
+
+
+def test_k_comes_from_meta_then_a_saved_config_then_the_run_name(tmp_path: Path) -> None:
+    """Without meta.json the default ks still hold the run's K: from `.hydra/config.yaml`, else a `k<N>` word."""
+    groups = {"a": [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "b": [0.0] * 8}
+    by_name = tmp_path / "gsm8k_maxpo_k4_seed0"
+    write_dump(by_name / "val", 1, groups)
+    by_config = tmp_path / "run_seed0"
+    write_dump(by_config / "val", 1, groups)
+    (by_config / ".hydra").mkdir()
+    (by_config / ".hydra" / "config.yaml").write_text("algorithm:\n  adv_estimator: maxpo\n  maxpo:\n    k: 2\n")
+    plain = tmp_path / "plain"
+    write_dump(plain / "val", 1, groups)
+    assert write_report([by_name], tmp_path / "o1")["ks"] == [1, 4, 8]
+    assert write_report([by_config], tmp_path / "o2")["ks"] == [1, 2, 8]
+    assert write_report([plain], tmp_path / "o3")["ks"] == [1, 8]
+
+
+def test_an_arm_keeps_its_colour_and_place_and_titles_carry_the_setting(tmp_path: Path) -> None:
+    from verl_maxpo.estimator_table import ARMS
+    from verl_maxpo.report import _colors, _curves, build_report, plot_setting
+    from verl_maxpo.report_metrics import Metric
+
+    groups = {"a": [1.0, 0.0, 0.0, 0.0], "b": [0.0, 0.0, 1.0, 1.0]}
+    runs = []
+    for name in ("gsm8k_grpo_k4_seed0", "gsm8k_maxpo_top2_k4_seed0", "mine_seed0", "gsm8k_maxpo_k4_seed0"):
+        write_dump(tmp_path / name / "val", 1, groups)
+        runs.append(tmp_path / name)
+    report, read = build_report(runs)
+    colors = {owner[1]: index for owner, index in _colors(report).items()}
+    arms = list(ARMS)
+    assert colors["gsm8k_grpo_k4_seed0"] == arms.index("grpo")
+    assert colors["gsm8k_maxpo_top2_k4_seed0"] == arms.index("maxpo_top2")  # not maxpo: the longest arm name wins
+    assert colors["gsm8k_maxpo_k4_seed0"] == arms.index("maxpo")
+    assert colors["mine_seed0"] >= len(arms)  # not an arm: a color no arm uses
+    # legend order follows the table, whatever the order of the folders on the command line
+    labels = [c.label for c in _curves(report, Metric(1, "pass"))]
+    assert labels == ["gsm8k_maxpo_k4_seed0", "gsm8k_maxpo_top2_k4_seed0", "gsm8k_grpo_k4_seed0", "mine_seed0"]
+    setting = plot_setting(report, read)
+    assert "K=4" in setting and "1 seed" in setting and "4 samples per validation prompt" in setting
