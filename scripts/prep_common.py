@@ -369,6 +369,8 @@ def base_parser(description: str, default_out: str, command: str) -> argparse.Ar
 def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Refuse bad options before any row is read: a missing --local-dir, an --out-dir that is empty, unusable or
     overlaps --local-dir (the same folder, one inside the other, or the same via a symlink)."""
+    if args.local_dir is not None and not args.local_dir.strip():
+        parser.error("--local-dir is empty; give a folder (. for the current folder), or leave it out to download")
     if args.local_dir is not None and not Path(args.local_dir).expanduser().is_dir():
         parser.error(f"--local-dir {args.local_dir} is not a directory")
     if args.max_rows is not None and args.max_rows < 1:

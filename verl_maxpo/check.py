@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable, help="interpreter to probe (default: this one)")
     parser.add_argument("--json", action="store_true", help="print the raw probe result as JSON")
     args = parser.parse_args(argv)
+    if not args.python.strip():
+        parser.error("--python is empty; give an interpreter (default: this one)")
 
     found = probe(args.python)
     reasons = diagnose(found)

@@ -696,6 +696,11 @@ def main(argv: list[str] | None = None) -> int:
     out), or 2 for a usage error or an unusable --out folder."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    # An empty path would read (or write) the current folder: refuse it where it enters.
+    if any(not str(d).strip() for d in args.run_dirs):
+        parser.error("RUN_DIR is empty; give a run folder (. for the current folder)")
+    if args.train_log is not None and any(not str(t).strip() for t in args.train_log):
+        parser.error("--train-log is empty; give a file, or - for none")
     try:
         ks = flat_ints(args.k, "--k") if args.k is not None else None
     except argparse.ArgumentTypeError as err:

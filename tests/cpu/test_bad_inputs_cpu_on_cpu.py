@@ -41,6 +41,8 @@ PREFLIGHT_CASES = [
     ("two-workers", ["--workers", "2"], "refused", ["num_cpus to at least 8", "num_gpus=2"]),
     ("cpus-zero", ["--num-cpus", "0"], "refused", ["--num-cpus"]),
     ("assets-missing", ["--assets", "{new}"], "refused", ["tiny-assets --out"]),
+    ("assets-empty", ["--assets", ""], "refused", ["--assets is empty"]),
+    ("cpus-1e9", ["--num-cpus", "1000000000"], "refused", ["--num-cpus"]),
     ("assets-foreign", ["--assets", "{foreign}"], "refused", ["holds no tiny assets"]),
     ("assets-ok", ["--assets", "{assets}"], "ok", ["ok"]),
     ("assets-empty-config", ["--assets", "{damaged_config}"], "refused", ["damaged tiny assets", "--force"]),

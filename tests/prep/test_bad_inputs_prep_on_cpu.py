@@ -340,3 +340,12 @@ def test_prep_out_dir_overlapping_source_or_empty(name: str, prep, tmp_path: Pat
     outcome = prep("prepare_gsm8k.py", "--local-dir", str(local), "--out-dir", out, "--force")
     assert_clean_refusal(outcome, (needle,), 2)
     assert snapshot(local) == before and sorted(p.name for p in tmp_path.iterdir()) == ["link", "local"]
+
+
+def test_prep_empty_local_dir_is_refused_not_read_as_the_current_folder(prep, tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "train.jsonl").write_bytes(jsonl(G))  # the current folder looks like a local copy
+    (tmp_path / "test.jsonl").write_bytes(jsonl(G))
+    monkeypatch.chdir(tmp_path)
+    outcome = prep("prepare_gsm8k.py", "--local-dir", "", "--out-dir", str(tmp_path / "out"))
+    assert_clean_refusal(outcome, ("--local-dir",), 2)
+    assert not (tmp_path / "out").exists()

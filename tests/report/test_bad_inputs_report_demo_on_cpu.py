@@ -207,6 +207,15 @@ REPORT_CASES = [
     Case("report rerun over earlier results: kept", _rerun, expect="kept", keep=lambda p: p / "out"),
     Case("report input null", _null_input, code=1, needles=("1.jsonl:1", "input")),
     Case("report out empty", lambda p: ["report", str(good_run(p)), "--out", ""], code=2, needles=("--out",)),
+    Case("report run dir empty", lambda p: ["report", "", "--out", t(p, "o")], code=2, needles=("RUN_DIR",)),
+    Case("report run dir empty: kept", lambda p: ["report", "", "--out", t(p, "o")], expect="kept", keep=lambda p: p),
+    Case(
+        "report train log empty",
+        lambda p: ["report", str(good_run(p)), "--train-log", ""],
+        code=2,
+        needles=("--train-log",),
+    ),
+    Case("check python empty", lambda p: ["check", "--python", ""], code=2, needles=("--python",)),
 ]
 
 META_K_STRING = '{"adv_estimator": "maxpo", "k": "4", "n": 4, "seed": 0, "config_name": "x", "val_n": 4}'

@@ -18,9 +18,15 @@ from verl_maxpo.cpu.resources import fit_message, needed
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m verl_maxpo.cpu.preflight", description=__doc__.split("\n\n")[0])
-    p.add_argument("--num-cpus", type=int_at_least(1), default=6, help="ray_kwargs.ray_init.num_cpus of the run")
-    p.add_argument("--num-gpus", type=int_at_least(0), default=1, help="ray_kwargs.ray_init.num_gpus (fake slots)")
-    p.add_argument("--workers", type=int_at_least(1), default=1, help="trainer.n_gpus_per_node * trainer.nnodes")
+    p.add_argument(
+        "--num-cpus", type=int_at_least(1, 4096), default=6, help="ray_kwargs.ray_init.num_cpus of the run, 1..4096"
+    )
+    p.add_argument(
+        "--num-gpus", type=int_at_least(0, 1024), default=1, help="ray_kwargs.ray_init.num_gpus (fake slots), 0..1024"
+    )
+    p.add_argument(
+        "--workers", type=int_at_least(1, 1024), default=1, help="trainer.n_gpus_per_node * trainer.nnodes, 1..1024"
+    )
     p.add_argument("--assets", help="a `verl-maxpo tiny-assets` folder to check")
     return p
 
@@ -56,7 +62,9 @@ def problems(args: argparse.Namespace) -> list[str]:
     message = fit_message(args.num_cpus, args.num_gpus, need_cpus, need_gpus)
     if message:
         found.append(message)
-    if args.assets is not None:
+    if args.assets is not None and not args.assets.strip():
+        found.append("--assets is empty; give the folder `verl-maxpo tiny-assets --out` wrote")
+    elif args.assets is not None:
         from verl_maxpo.tiny_assets import existing_manifest, validate_assets
 
         assets = Path(args.assets).expanduser()
