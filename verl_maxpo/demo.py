@@ -37,7 +37,7 @@ from verl_maxpo.addition_task import AdditionTask, build_policy, warm_start
 from verl_maxpo.demo_config import DemoConfig, parse_config
 from verl_maxpo.demo_workers import Job, Progress, run_jobs, single_threaded_torch, stderr_to
 from verl_maxpo.estimator_table import ARMS
-from verl_maxpo.outputs import OutputError, check_out, owned_files, publish
+from verl_maxpo.outputs import OutputError, check_out, owned_files, publish, through_link
 
 COMMAND = "demo"
 LOG_NAME = "demo.log"
@@ -218,6 +218,12 @@ def _check_planned(cfg: DemoConfig) -> None:
     owned = set(owned_files(cfg.out, COMMAND)) | set(_legacy_files(cfg.out) or [])
     planned = [f"runs/{arm}_seed{s}" for arm in cfg.arms for s in cfg.seed_list]
     planned += ["report.md", "summary.md", "summary.json", LOG_NAME]
+    linked = [p for p in planned if through_link(cfg.out, p + "/x")]
+    if linked:  # publishing would refuse it after the whole run: say it now
+        raise OutputError(
+            f"--out {cfg.out}: {linked[0].split('/')[0]} is a symlink; the demo writes nothing through a link (it may "
+            "lead to a folder of yours): remove it or choose another --out"
+        )
     clashes = [p for p in planned if (cfg.out / p).exists() and not any(o == p or o.startswith(p + "/") for o in owned)]
     if clashes:
         raise OutputError(

@@ -52,6 +52,7 @@ __all__ = [
     "output_lock",
     "owned_files",
     "publish",
+    "through_link",
 ]
 
 MANIFEST_NAME = ".verl_maxpo_outputs.json"
@@ -140,7 +141,7 @@ def check_out(
     return target
 
 
-def _through_link(target: Path, name: str) -> bool:
+def through_link(target: Path, name: str) -> bool:
     """Whether a folder on the way from `target` to its file `name` is a symlink (it may lead anywhere)."""
     folder = target
     for part in PurePosixPath(name).parts[:-1]:
@@ -184,7 +185,7 @@ def _earlier_files(
             f"{what} {target} is not empty and was not written by {command} ({shown}); refusing to write there: "
             "choose another folder, or pass --force to write beside those files (they are never removed or overwritten)"
         )
-    linked = sorted({PurePosixPath(f).parts[0] for f in earlier if _through_link(target, f)})
+    linked = sorted({PurePosixPath(f).parts[0] for f in earlier if through_link(target, f)})
     if linked:
         raise OutputError(
             f"{what} {target}: {', '.join(linked[:3])} is a symlink where {command} wrote a folder; it may lead to "
@@ -284,7 +285,7 @@ def _move_in(stage: Path, target: Path, command: str, earlier: list[str], what: 
     """Replace `earlier` (the command's previous files) in the existing folder `target` by the stage's files;
     returns the signals that arrived meanwhile."""
     new = _stage_files(stage)
-    linked = [f for f in new if _through_link(target, f)]
+    linked = [f for f in new if through_link(target, f)]
     if linked:
         raise OutputError(
             f"{what} {target}: {linked[0]} would be written through a symlinked folder; remove the link or choose "

@@ -267,7 +267,17 @@ def _demo_rerun(p: Path) -> list[str]:
     return ["demo", "--quick", "--no-progress", "--out", t(p, "out")]
 
 
+def _demo_runs_symlink(p: Path) -> list[str]:
+    (p / "mine").mkdir()
+    (p / "out").mkdir()
+    (p / "out" / "notes.txt").write_text("mine\n")
+    (p / "out" / "runs").symlink_to(p / "mine", target_is_directory=True)
+    return ["demo", "--quick", "--no-progress", "--out", t(p, "out"), "--force"]
+
+
 DEMO_CASES = [
+    Case("demo force through a symlinked runs/", _demo_runs_symlink, code=2, needles=("runs", "symlink")),
+    Case("demo force through a symlinked runs/: kept", _demo_runs_symlink, expect="kept", keep=lambda p: p),
     Case("demo rerun over earlier results", _demo_rerun, code=2, needles=("--force", "--out")),
     Case("demo rerun over earlier results: kept", _demo_rerun, expect="kept", keep=lambda p: p / "out"),
     Case(
