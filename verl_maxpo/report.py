@@ -654,7 +654,8 @@ def _build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         metavar="K",
-        help="k values, e.g. --k 1 4 16 or --k 1,4,16 (default: 1, meta.json k, and n)",
+        help=f"k values in 1..{MAX_K}, e.g. --k 1 4 16 or --k 1,4,16 (default: 1, the run's K from meta.json, a saved "
+        "config or a k<N> word of the run name, and n)",
     )
     p.add_argument(
         "--pass-threshold",
