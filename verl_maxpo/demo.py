@@ -99,6 +99,48 @@ def make_jobs(cfg: DemoConfig, warm_state: dict[str, Any], runs: Path, gv_arms: 
 # ----------------------------------------------------------------------------------------------------------------
 
 
+class DemoBar:
+    """The demo's progress bar, honest from its first line: the warm start shows its elapsed time and status only
+    (an ETA from its wall time per RL step read 15 hours for a 5-minute run, and pass@1 is measured only every few
+    steps, so it is shown when measured, never as `nan`). The bar's clock starts with the RL and variance steps,
+    and the ETA appears once `2 * workers + 1` of them are timed (each worker's first step includes its start-up).
+    """
+
+    WARM = "{desc}: {elapsed}{postfix}"
+    UNTIMED = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, ETA once timed{postfix}]"
+
+    def __init__(self, total: int, workers: int, file: Any, disable: bool = False) -> None:
+        from tqdm.auto import tqdm
+
+        self.total, self.timed = total, min(total, 2 * workers + 1)
+        self.bar = tqdm(
+            total=total, desc="verl-maxpo demo", unit="step", disable=disable, file=file, bar_format=self.WARM
+        )
+
+    def __enter__(self) -> DemoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+    def warm_step(self, step: int, pass1: float) -> None:
+        measured = f", pass@1 on training prompts {pass1:.2f}" if math.isfinite(pass1) else ""
+        self.bar.set_postfix_str(f"warm start step {step}{measured}")
+
+    def start_steps(self) -> None:
+        """The warm start is done: the bar (and its clock) start from 0 of `total` steps."""
+        self.bar.bar_format = self.UNTIMED
+        self.bar.set_postfix_str("RL runs and gradient variance", refresh=False)
+        self.bar.reset(total=self.total)
+
+    def step(self, steps: int, status: str) -> None:
+        """`steps` more RL or variance steps done (the Progress callback of every job)."""
+        self.bar.update(steps)
+        if self.bar.n >= self.timed and self.bar.bar_format is not None:
+            self.bar.bar_format = None  # tqdm's full bar, with the ETA from the steps timed so far
+        self.bar.set_postfix_str(status)
+
+
 @contextmanager
 def _torch_settings() -> Any:
     """One thread and deterministic kernels for this process while the demo runs; the caller's afterwards."""
@@ -113,8 +155,6 @@ def _torch_settings() -> Any:
 
 def run_demo(cfg: DemoConfig, stage: Path, command: str) -> str:
     """Every stage, written into `stage`; returns the summary markdown."""
-    from tqdm.auto import tqdm
-
     from verl_maxpo.demo_gradvar import gradvar_arms
     from verl_maxpo.demo_summary import provenance, summarize
     from verl_maxpo.report import write_report_files
@@ -133,24 +173,8 @@ def run_demo(cfg: DemoConfig, stage: Path, command: str) -> str:
         jobs = len(cfg.arms) * cfg.seeds + 1
         workers = min(cfg.workers, jobs)
         total = len(cfg.arms) * cfg.seeds * cfg.steps + (1 + len(cfg.arms)) * cfg.gradvar_draws
-        timed = min(total, 2 * workers + 1)  # steps before the ETA is shown: each worker's first (start-up) and more
         timings: dict[str, float] = {}
-        # The warm start shows its elapsed time and status only: an ETA from its wall time per RL step would read
-        # hours. The bar's clock (and its ETA) start with the first RL or variance step, timed as it happens.
-        with tqdm(
-            total=total, desc="verl-maxpo demo", unit="step", disable=cfg.no_progress, file=terminal,
-            bar_format="{desc}: {elapsed}{postfix}",
-        ) as bar:  # fmt: skip
-
-            def progress(steps: int, status: str) -> None:
-                bar.update(steps)
-                if bar.n >= timed and bar.bar_format is not None:  # each worker's first step timed: show the ETA
-                    bar.bar_format = None
-                bar.set_postfix_str(status)
-
-            def warm_status(step: int, pass1: float) -> None:  # pass@1 is measured every few steps: no `nan`
-                measured = f", pass@1 on training prompts {pass1:.2f}" if math.isfinite(pass1) else ""
-                bar.set_postfix_str(f"warm start step {step}{measured}")
+        with DemoBar(total, workers, terminal, disable=cfg.no_progress) as bar:
 
             def prepare() -> tuple[dict[str, Any], dict[str, Any]]:
                 t0 = time.perf_counter()
@@ -158,18 +182,16 @@ def run_demo(cfg: DemoConfig, stage: Path, command: str) -> str:
                 model = build_policy(task, cfg.seed, torch.device(cfg.device))
                 done = warm_start(
                     model, task, steps=cfg.sft_max_steps, seed=cfg.seed, lr=cfg.sft_lr, batch=cfg.sft_batch,
-                    target=cfg.sft_target, temperature=cfg.temperature, on_step=warm_status,
+                    target=cfg.sft_target, temperature=cfg.temperature, on_step=bar.warm_step,
                 )  # fmt: skip
                 timings["warm start"] = time.perf_counter() - t0
-                bar.bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, ETA once timed{postfix}]"
-                bar.set_postfix_str("RL runs and gradient variance", refresh=False)
-                bar.reset(total=total)  # its clock starts now, so the ETA comes from RL steps alone
+                bar.start_steps()
                 state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 return state, {"steps": done.steps, "train_pass@1": done.train_pass1, "loss": done.loss}
 
             t0 = time.perf_counter()
             (warm_state, warm), results = run_jobs(
-                prepare, lambda p: make_jobs(cfg, p[0], stage / "runs", gv_arms), workers, log, progress
+                prepare, lambda p: make_jobs(cfg, p[0], stage / "runs", gv_arms), workers, log, bar.step
             )
             timings["runs and gradient variance"] = time.perf_counter() - t0 - timings["warm start"]
         histories = {arm: {s: results[f"{arm}_seed{s}"][0] for s in cfg.seed_list} for arm in cfg.arms}
