@@ -186,7 +186,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     claim = sub.add_parser("claim", help="create RUN_DIR/val and RUN_DIR/meta.json, or check an existing one")
-    claim.add_argument("run_dir", type=Path, help="the run folder")
+    claim.add_argument("run_dir", help="the run folder")
     claim.add_argument("--adv-estimator", required=True, help="algorithm.adv_estimator")
     claim.add_argument("--k", type=int, default=None, help="K of max@K (omit for estimators without one)")
     claim.add_argument("--n", type=int, required=True, help="samples per training prompt")
@@ -201,7 +201,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not args.run_dir.strip():  # Path("") is the current folder: never claim it by accident
+        parser.error("RUN_DIR is empty; give the run folder")
     try:
         meta = RunMeta(
             adv_estimator=args.adv_estimator,
@@ -212,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             val_n=args.val_n,
             settings=dict(args.setting),
         )
-        RunFolder(args.run_dir).claim(meta)
+        RunFolder(Path(args.run_dir)).claim(meta)
     except (RunFolderError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -317,3 +317,13 @@ def test_strict_json_never_writes_nan_or_infinity() -> None:
 
     text = dumps({"a": [1.5, float("inf"), np.float64("nan"), np.int64(3), np.array([2.0, -np.inf])], "b": (True,)})
     assert json.loads(text) == {"a": [1.5, None, None, 3, [2.0, None]], "b": [True]}
+
+
+def test_run_folder_claim_refuses_an_empty_run_dir(tmp_path: Path, run_main, monkeypatch) -> None:
+    from verl_maxpo import run_folder
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["claim", "", "--adv-estimator", "maxpo", "--k", "4", "--n", "8", "--seed", "0"]
+    outcome = run_main(run_folder.main, *argv, "--config-name", "maxpo", "--val-n", "8")
+    assert outcome.code == 2 and "RUN_DIR" in outcome.err and "Traceback" not in outcome.text
+    assert list(tmp_path.iterdir()) == []  # the current folder was not claimed
