@@ -10,6 +10,7 @@ Options are read from `algorithm.maxpo` into one `MaxPOOptions` (validated once 
 No block at all means the defaults; a block that is not a mapping, has any other key, or sets an option the
 estimator does not read to a non-default value, is an error naming the key (a typo such as `algorithm.maxpo.K`
 must not silently train with k = 4). maxrl reads no option (k is accepted: it is the run's K for evaluation).
+A null k is an error, not the default.
 verl's `algorithm.norm_adv_by_std_in_grpo` is deliberately not read: it defaults to true for GRPO and would
 silently turn MaxPO into a biased estimator.
 """
@@ -26,7 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 from verl.trainer.ppo import core_algos
 
 from verl_maxpo.estimator_table import ESTIMATORS, OPTION_KEYS, EstimatorSpec, MaxPOOptions
-from verl_maxpo.estimators import GroupTooSmallError
+from verl_maxpo.estimators import GroupTooSmallError, run_estimator
 
 VerlEstimator = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
@@ -87,32 +88,18 @@ def read_options(config: Any, estimator: str = "maxpo") -> MaxPOOptions:
     return MaxPOOptions.parse(_maxpo_block(config), estimator)
 
 
-CallPlan = tuple[MaxPOOptions, tuple[Any, ...], dict[str, Any]]
-_PLANS: dict[tuple[Any, ...], CallPlan] = {}
-_MAX_PLANS = 256
+def _options(config: Any, estimator: str) -> MaxPOOptions:
+    """The parsed options of `estimator` for this config, through the table's one cache of parsed blocks.
 
-
-def _call_plan(config: Any, estimator: str) -> CallPlan:
-    """(options, positional args, keyword args) of `estimator` for this config, validated once per block content.
-
-    The key is the block's raw items plus each value's type (2 and 2.0, 1 and True hash alike but validate
-    differently), read afresh on every call: a config edited between calls gets a new plan, never a stale one.
-    Blocks with interpolations, lists or no plain items, and non-DictConfig configs, are parsed on every call.
+    The block's raw items are read afresh on every call (a config edited between calls is parsed again); a block of
+    plain scalars skips OmegaConf's resolving `to_container`, the dominant cost of a small-batch call.
     """
     if isinstance(config, DictConfig):
         section = config.get("maxpo", None)
         items = _plain_items(section) if isinstance(section, DictConfig) else None
         if items is not None:
-            key = (estimator, tuple(items), tuple(type(value) for _, value in items))
-            plan = _PLANS.get(key)
-            if plan is None:
-                options = MaxPOOptions.parse(dict(items), estimator)  # raises on a bad block: nothing is cached
-                if len(_PLANS) >= _MAX_PLANS:
-                    _PLANS.clear()
-                plan = _PLANS[key] = (options, *options.call_args(estimator))
-            return plan
-    options = read_options(config, estimator)
-    return (options, *options.call_args(estimator))
+            return MaxPOOptions.parse(dict(items), estimator)
+    return read_options(config, estimator)
 
 
 def _check_batch(name: str, token_level_rewards: Any, response_mask: Any, index: Any) -> None:
@@ -140,7 +127,6 @@ def _check_batch(name: str, token_level_rewards: Any, response_mask: Any, index:
 def _verl_estimator(spec: EstimatorSpec) -> VerlEstimator:
     """verl's estimator signature around one table entry."""
     name = spec.name
-    estimator_fn = spec.fn  # resolved once: the property imports by dotted path
 
     def compute(
         token_level_rewards: torch.Tensor,
@@ -150,11 +136,11 @@ def _verl_estimator(spec: EstimatorSpec) -> VerlEstimator:
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         _check_batch(name, token_level_rewards, response_mask, index)
-        options, args, fn_kwargs = _call_plan(config, name)
+        options = _options(config, name)
         with torch.no_grad():
             scores = token_level_rewards.sum(dim=-1)
             try:
-                scalars = estimator_fn(scores, index, *args, **fn_kwargs)
+                scalars = run_estimator(spec, scores, index, options)
             except GroupTooSmallError as err:
                 raise ValueError(f"{err} {_fix_hint(spec, options.k)}") from None
             advantages = scalars.unsqueeze(-1) * response_mask
@@ -181,15 +167,13 @@ def _verl_estimator(spec: EstimatorSpec) -> VerlEstimator:
 def _fix_hint(spec: EstimatorSpec, k: int) -> str:
     needed = spec.min_group_size(k)
     return f"Raise actor_rollout_ref.rollout.n to at least {needed} ({spec.name} needs {needed} samples per prompt)" + (
-        " or lower algorithm.maxpo.k." if spec.uses_k else "."
+        " or lower algorithm.maxpo.k." if spec.reads_k else "."
     )
 
 
 VERL_FUNCTIONS: dict[str, VerlEstimator] = {name: _verl_estimator(spec) for name, spec in ESTIMATORS.items()}
-compute_maxpo_outcome_advantage = VERL_FUNCTIONS["maxpo"]
-compute_pkpo_outcome_advantage = VERL_FUNCTIONS["pkpo"]
-compute_pkpo_loo_outcome_advantage = VERL_FUNCTIONS["pkpo_loo"]
-compute_maxrl_outcome_advantage = VERL_FUNCTIONS["maxrl"]
+# compute_maxpo_outcome_advantage, ...: one module-level name per table estimator, as verl names its own.
+globals().update({fn.__name__: fn for fn in VERL_FUNCTIONS.values()})
 
 
 def register() -> None:
