@@ -52,7 +52,14 @@ def final_rows(batch_keys: list[str]) -> tuple[list[int], list[int]]:
         fields = key.rsplit("_", 2)
         if len(fields) != 3:
             raise ValueError(f"unexpected batch key {key!r}: verl's v1 trainer writes '{{uid}}_{{session}}_{{index}}'")
-        session, index = f"{fields[0]}_{fields[1]}", int(fields[2])
+        try:
+            index = int(fields[2])
+        except ValueError:
+            raise ValueError(
+                f"batch key {key!r}: its last field {fields[2]!r} is not an integer output index "
+                "(verl's v1 trainer writes '{uid}_{session}_{index}')"
+            ) from None
+        session = f"{fields[0]}_{fields[1]}"
         row_sessions.append(session)
         if session not in final or final[session][0] < index:
             final[session] = (index, row)
@@ -64,6 +71,11 @@ def session_advantages(original: Callable[..., Any], data: Any, batch_keys: list
     """Our estimator on each session's final output, broadcast to the session's rows (as verl's GRPO path in
     `compute_advantage_for_multi_trajectories` does)."""
     compute_advantage = original.__globals__["compute_advantage"]  # the one verl's function calls
+    if len(batch_keys) != len(data):
+        raise ValueError(
+            f"got {len(batch_keys)} batch keys for {len(data)} rows: verl's v1 trainer passes one "
+            "'{uid}_{session}_{index}' key per row"
+        )
     finals, row_to_final = final_rows(batch_keys)
     final_data = compute_advantage(data.select_idxs(finals), **kwargs)
     first = final_data.batch["response_mask"].argmax(dim=1)

@@ -17,6 +17,7 @@ silently turn MaxPO into a biased estimator.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,10 +33,25 @@ from verl_maxpo.estimators import GroupTooSmallError, run_estimator
 VerlEstimator = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
+def _refuse_stray_options(config: Any) -> None:
+    """An option set one level up (`algorithm.k` instead of `algorithm.maxpo.k`) is an error naming where it goes:
+    verl's algorithm section has no such keys, and reading the default instead would train with another K."""
+    if isinstance(config, (Mapping, DictConfig)):
+        stray = [key for key in OPTION_KEYS if key in config]
+    else:
+        stray = [key for key in OPTION_KEYS if hasattr(config, key)]
+    if stray:
+        raise ValueError(
+            f"algorithm.{stray[0]} is not read: estimator options go under algorithm.maxpo "
+            f"(set algorithm.maxpo.{stray[0]} instead; found {', '.join('algorithm.' + key for key in stray)})"
+        )
+
+
 def _maxpo_block(config: Any) -> dict[str, Any] | None:
     """`config.maxpo` as a plain dict (None when absent) through public APIs: dict, DictConfig, verl's AlgoConfig."""
     if config is None:
         return None
+    _refuse_stray_options(config)
     if isinstance(config, (Mapping, DictConfig)) or hasattr(config, "get"):
         section = config.get("maxpo", None)  # DictConfig.get returns the default in struct mode too
     else:
@@ -98,6 +114,7 @@ def _options(config: Any, estimator: str) -> MaxPOOptions:
         section = config.get("maxpo", None)
         items = _plain_items(section) if isinstance(section, DictConfig) else None
         if items is not None:
+            _refuse_stray_options(config)
             return MaxPOOptions.parse(dict(items), estimator)
     return read_options(config, estimator)
 
@@ -117,6 +134,12 @@ def _check_batch(name: str, token_level_rewards: Any, response_mask: Any, index:
             f"{name}: response_mask must have the shape of token_level_rewards {tuple(token_level_rewards.shape)}, "
             f"got {got}"
         )
+    if response_mask.is_floating_point() and not math.isfinite(response_mask.sum().item()):
+        n_bad = int((~torch.isfinite(response_mask)).sum())  # one sum first: the usual, finite mask pays no more
+        if n_bad:
+            raise ValueError(
+                f"{name}: response_mask has {n_bad} NaN or infinite entries; it must hold 0/1 per response token"
+            )
     if index is None:
         raise ValueError(
             f"{name} needs group ids: verl passes them as non_tensor_batch['uid'] (one per prompt, shared by its "

@@ -147,3 +147,22 @@ def test_a_malformed_key_is_refused_with_the_expected_format() -> None:
     with pytest.raises(ValueError, match="uid.*session.*index"):
         sessions.final_rows(["no-underscores"])
     assert sessions.final_rows(["u_a_1", "u_b_0", "u_a_0", "v_a_0"]) == ([0, 1, 3], [0, 1, 0, 2])
+
+
+def test_a_non_integer_output_index_is_named() -> None:
+    with pytest.raises(ValueError) as err:
+        sessions.final_rows(["uid0_0_0", "uid0_0_last"])
+    assert "uid0_0_last" in str(err.value) and "integer" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["maxpo", "maxrl"])
+def test_a_short_key_list_is_reported_as_such(name: str) -> None:
+    data, keys, _, _ = session_batch()
+    with pytest.raises(ValueError) as err:
+        trainer_base.compute_advantage_for_multi_trajectories(
+            data, batch_keys=keys[:-3], adv_estimator=name, gamma=1.0, lam=0.95, num_repeat=4,
+            norm_adv_by_std_in_grpo=False, config=CONFIG,
+        )  # fmt: skip
+    message = str(err.value)
+    assert f"{len(keys) - 3} batch keys for {len(keys)} rows" in message
+    assert "samples per group" not in message and "rollout.n" not in message
