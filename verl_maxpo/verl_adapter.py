@@ -36,15 +36,21 @@ VerlEstimator = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 def _refuse_stray_options(config: Any) -> None:
     """An option set one level up (`algorithm.k` instead of `algorithm.maxpo.k`) is an error naming where it goes:
     verl's algorithm section has no such keys, and reading the default instead would train with another K."""
-    if isinstance(config, (Mapping, DictConfig)):
-        stray = [key for key in OPTION_KEYS if key in config]
-    else:
-        stray = [key for key in OPTION_KEYS if hasattr(config, key)]
+    stray = [key for key in OPTION_KEYS if _has_key(config, key)]
     if stray:
         raise ValueError(
             f"algorithm.{stray[0]} is not read: estimator options go under algorithm.maxpo "
             f"(set algorithm.maxpo.{stray[0]} instead; found {', '.join('algorithm.' + key for key in stray)})"
         )
+
+
+def _has_key(config: Any, key: str) -> bool:
+    if isinstance(config, (Mapping, DictConfig)):
+        try:
+            return key in config
+        except AttributeError:  # verl's AlgoConfig: a Mapping whose lookup of an unknown key raises AttributeError
+            pass
+    return hasattr(config, key)
 
 
 def _maxpo_block(config: Any) -> dict[str, Any] | None:

@@ -430,3 +430,12 @@ def test_string_labels_are_compared_exactly_as_given() -> None:
     want = estimators.maxpo_advantages(rewards, [0, 0, 0, 1, 1, 1], 1)
     assert torch.equal(got, want)
     assert torch.equal(estimators.maxpo_advantages(rewards, [s.encode() for s in labels], 1), want)
+
+
+def test_an_option_set_on_verls_algo_config_itself_is_refused() -> None:
+    from verl.trainer.config import AlgoConfig
+
+    algo = AlgoConfig(adv_estimator="maxpo")
+    algo.k = 8  # meant algorithm.maxpo.k
+    with pytest.raises(ValueError, match=r"algorithm\.maxpo\.k"):
+        _call("maxpo", algo, None)
