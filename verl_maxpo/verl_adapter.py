@@ -31,12 +31,18 @@ from verl_maxpo.estimator_table import ESTIMATORS, OPTION_KEYS, EstimatorSpec, M
 from verl_maxpo.estimators import GroupTooSmallError, run_estimator
 
 VerlEstimator = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+_OPTION_SET = frozenset(OPTION_KEYS)
 
 
 def _refuse_stray_options(config: Any) -> None:
     """An option set one level up (`algorithm.k` instead of `algorithm.maxpo.k`) is an error naming where it goes:
     verl's algorithm section has no such keys, and reading the default instead would train with another K."""
-    stray = [key for key in OPTION_KEYS if _has_key(config, key)]
+    if isinstance(config, (dict, DictConfig)):
+        if _OPTION_SET.isdisjoint(config.keys()):  # one pass over the keys: the per-call cost of the usual case
+            return
+        stray = [key for key in OPTION_KEYS if key in config]
+    else:
+        stray = [key for key in OPTION_KEYS if _has_key(config, key)]
     if stray:
         raise ValueError(
             f"algorithm.{stray[0]} is not read: estimator options go under algorithm.maxpo "
