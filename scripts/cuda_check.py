@@ -45,12 +45,13 @@ if str(REPO) not in sys.path:
 import verl_maxpo  # noqa: E402  (after the sys.path line above)
 from verl_maxpo.api import compute_advantages  # noqa: E402
 from verl_maxpo.estimator_table import ARMS, ESTIMATORS  # noqa: E402
+from verl_maxpo.estimator_table import KERNELS as TABLE_KERNELS  # noqa: E402
 
 TOLERANCE = 1e-9  # float64 on any device: the estimators sum ~1e-12 relative even at n in the thousands
 SHAPES = ((1024, 16), (256, 64), (64, 256))  # groups x samples for the timing
 EPS = 1e-6  # the estimators' default eps (norm_by_std, maxrl)
 
-KERNELS = ("matrix", "scan")  # the estimators' two code paths (same values), where they let one choose
+KERNELS = tuple(k for k in TABLE_KERNELS if k != "auto")  # the two code paths (same values): check both
 Case = tuple[str, dict[str, Any]]  # (estimator, keyword options)
 
 
