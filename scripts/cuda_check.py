@@ -43,13 +43,15 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import verl_maxpo  # noqa: E402  (after the sys.path line above)
+from verl_maxpo.api import compute_advantages  # noqa: E402
 from verl_maxpo.estimator_table import ARMS, ESTIMATORS  # noqa: E402
+from verl_maxpo.estimator_table import KERNELS as TABLE_KERNELS  # noqa: E402
 
 TOLERANCE = 1e-9  # float64 on any device: the estimators sum ~1e-12 relative even at n in the thousands
 SHAPES = ((1024, 16), (256, 64), (64, 256))  # groups x samples for the timing
 EPS = 1e-6  # the estimators' default eps (norm_by_std, maxrl)
 
-KERNELS = ("matrix", "scan")  # the estimators' two code paths (same values), where they let one choose
+KERNELS = tuple(k for k in TABLE_KERNELS if k != "auto")  # the two code paths (same values): check both
 Case = tuple[str, dict[str, Any]]  # (estimator, keyword options)
 
 
@@ -155,10 +157,10 @@ def label(case: Case) -> str:
 def resolve(case: Case, k: int) -> Case | str:
     """The case's options for this k, or why it does not apply (an option this checkout lacks, k or m too small)."""
     name, options = case
-    parameters = inspect.signature(ESTIMATORS[name].fn).parameters
+    parameters = inspect.signature(compute_advantages).parameters
     missing = [key for key in options if key not in parameters]
     if missing:
-        return f"{name} takes no {', '.join(missing)} in this checkout"
+        return f"compute_advantages takes no {', '.join(missing)} in this checkout"
     if ESTIMATORS[name].min_k > k:
         return f"needs k >= {ESTIMATORS[name].min_k}"
     if int(options.get("m", 0)) > k:
@@ -169,8 +171,8 @@ def resolve(case: Case, k: int) -> Case | str:
 
 
 def call(case: Case, rewards: torch.Tensor, ids: torch.Tensor, k: int) -> torch.Tensor:
-    spec = ESTIMATORS[case[0]]
-    return spec.fn(rewards, ids, k, **case[1]) if spec.uses_k else spec.fn(rewards, ids, **case[1])
+    """The estimator through the public entry point (options validated by the table's parser, as every caller's)."""
+    return compute_advantages(rewards, ids, estimator=case[0], k=k, **case[1])
 
 
 def mixed_batch(sizes: Sequence[int], seed: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:

@@ -5,22 +5,13 @@ estimator once; `verl_maxpo.verl_adapter` registers them with verl, which happen
 `verl.plugins` entry point. Other frameworks call `compute_advantages`.
 """
 
+from verl_maxpo import estimators as _estimators
 from verl_maxpo.api import compute_advantages
-from verl_maxpo.estimators import (
-    max_at_k,
-    maxpo_advantages,
-    maxrl_advantages,
-    pkpo_advantages,
-    pkpo_loo_advantages,
-)
+from verl_maxpo.estimator_table import ESTIMATORS as _TABLE
+from verl_maxpo.estimators import max_at_k
+
+# One public function per table estimator (maxpo_advantages, ...): the names come from the table.
+globals().update({spec.function_name: getattr(_estimators, spec.function_name) for spec in _TABLE.values()})
 
 __version__ = "0.1.0"
-__all__ = [
-    "__version__",
-    "compute_advantages",
-    "max_at_k",
-    "maxpo_advantages",
-    "maxrl_advantages",
-    "pkpo_advantages",
-    "pkpo_loo_advantages",
-]
+__all__ = ["__version__", "compute_advantages", "max_at_k", *(spec.function_name for spec in _TABLE.values())]

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from verl_maxpo.estimator_table import ESTIMATORS, MaxPOOptions
+from verl_maxpo.estimators import run_estimator
 from verl_maxpo.groups import GroupIds
 
 __all__ = ["compute_advantages"]
@@ -34,8 +35,8 @@ def compute_advantages(
         rewards: (N,) one scalar reward per completion, any real dtype and device.
         group_ids: (N,) the prompt of each completion (strings, ints, or an integer tensor); groups may differ
             in size and need not be contiguous.
-        estimator: a name in the table: "maxpo", "pkpo", "pkpo_loo" or "maxrl".
-        k: the K of the objective (maxrl does not read it).
+        estimator: a name in the estimator table (`ESTIMATORS`).
+        k: the K of the objective (accepted by every estimator, read by those whose spec lists it).
         objective, m, rank_weights: the K-sample objective, maxpo only (see `maxpo_advantages`).
         norm_by_std: divide each group by its reward std (maxpo, pkpo, pkpo_loo).
         kernel: "auto", "matrix" or "scan" (same values, different cost).
@@ -51,6 +52,4 @@ def compute_advantages(
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
     block: dict[str, Any] = {"k": k, "objective": objective, "m": m, "rank_weights": rank_weights}
     block.update(norm_by_std=norm_by_std, kernel=kernel)
-    options = MaxPOOptions.parse(block, estimator, prefix="")
-    args, kwargs = options.call_args(estimator)
-    return ESTIMATORS[estimator].fn(rewards, group_ids, *args, **kwargs)
+    return run_estimator(estimator, rewards, group_ids, MaxPOOptions.parse(block, estimator, prefix=""))

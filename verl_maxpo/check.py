@@ -1,8 +1,11 @@
-"""`verl-maxpo check`: does a fresh Python process that only runs `import verl` find every estimator of ours?
+"""`verl-maxpo check`: does a fresh Python process that only runs `import verl` find every estimator of ours,
+and does the installed verl still have every name verl-maxpo touches?
 
 verl loads `verl.plugins` entry points inside `import verl` and logs failures only at DEBUG level, so a
 broken install looks like "Unknown advantage estimator simply: maxpo" deep inside a Ray actor. This command
-reproduces what such a process sees and, when the names are missing, says why.
+reproduces what such a process sees and, when the names are missing, says why. It then prints the status of every
+touch point of `verl_maxpo.compat.TOUCH_POINTS` (read from verl's source files, no import), for the installed verl
+or, with --verl-source, for any verl source tree (an unpacked sdist or a git checkout).
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+from verl_maxpo import compat
 from verl_maxpo.estimator_table import ESTIMATORS
 
 # Runs in a fresh interpreter: exactly what verl's TaskRunner and workers do at start-up.
@@ -105,19 +110,56 @@ def diagnose(found: dict) -> list[str]:
     return reasons
 
 
+def print_touch_points(rows: list[dict], where: str) -> None:
+    """One line per touch point: status, key, module and names, when it applies, what we do."""
+    print(f"verl touch points ({where}):")
+    for row in rows:
+        mark = "ok     " if row["ok"] else "MISSING"
+        names = ", ".join(row["names"])
+        print(f"  {mark} {row['key']:<22} {row['module']}: {names} [{row['when']}] - {row['action']}")
+        if not row["ok"]:
+            print(f"          {row['detail']}")
+
+
+def _touch_point_reason(rows: list[dict]) -> list[str]:
+    bad = [row["key"] for row in rows if not row["ok"]]
+    if not bad:
+        return []
+    return [f"verl touch points missing: {', '.join(bad)} (their hooks are skipped with a warning; verl runs as is)"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="verl-maxpo check", description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=sys.executable, help="interpreter to probe (default: this one)")
     parser.add_argument("--json", action="store_true", help="print the raw probe result as JSON")
+    parser.add_argument(
+        "--verl-source",
+        type=Path,
+        default=None,
+        help="check the touch points against this verl source tree (the folder holding the verl package) only",
+    )
     args = parser.parse_args(argv)
     if not args.python.strip():
         parser.error("--python is empty; give an interpreter (default: this one)")
 
+    if args.verl_source is not None:
+        root = args.verl_source.resolve()
+        if compat.module_file(root, "verl") is None:
+            parser.error(f"--verl-source {args.verl_source}: no verl package there (expected {root}/verl/__init__.py)")
+        rows = compat.report(root)
+        if args.json:
+            print(json.dumps({"ok": all(r["ok"] for r in rows), "touch_points": rows}, indent=2))
+        else:
+            print_touch_points(rows, str(root))
+        return 0 if all(r["ok"] for r in rows) else 1
+
     found = probe(args.python)
-    reasons = diagnose(found)
+    rows = compat.report()
+    reasons = diagnose(found) + _touch_point_reason(rows)
     if args.json:
-        print(json.dumps({"ok": not reasons, "found": found, "reasons": reasons}, indent=2))
+        print(json.dumps({"ok": not reasons, "found": found, "touch_points": rows, "reasons": reasons}, indent=2))
         return 0 if not reasons else 1
+    where = f"installed verl {found.get('verl_version', '?')}"
     if not reasons:
         print(
             f"OK: `import verl` (verl {found.get('verl_version')}) registers {', '.join(WANTED)} "
@@ -127,10 +169,12 @@ def main(argv: list[str] | None = None) -> int:
             "Use it with: python -m verl.trainer.main_ppo algorithm.adv_estimator=maxpo +algorithm.maxpo.k=4 ..."
             " (drop the + with our recipes, which declare algorithm.maxpo)"
         )
+        print_touch_points(rows, where)
         return 0
-    print("FAIL: verl will not find the MaxPO estimators.", file=sys.stderr)
+    print("FAIL: verl will not find the MaxPO estimators, or some hooks are skipped.", file=sys.stderr)
     for reason in reasons:
         print(f"  - {reason}", file=sys.stderr)
+    print_touch_points(rows, where)
     return 1
 
 

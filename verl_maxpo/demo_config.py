@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from verl_maxpo.cli_args import MAX_SEED, flat_names, float_in, int_at_least
-from verl_maxpo.estimator_table import ARMS, ESTIMATORS, ArmSpec, MaxPOOptions
+from verl_maxpo.estimator_table import ARMS, ESTIMATORS, MaxPOOptions, arm_reads_k
 
 QUICK = {  # --quick: a smoke run of the whole pipeline (under a minute on 2 cores), used by the tests
     "digits": 2,
@@ -75,10 +75,7 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def reads_k(arm: ArmSpec) -> bool:
-    """Whether the arm's estimator reads algorithm.maxpo.k (ours do; verl's own, such as grpo, do not)."""
-    spec = ESTIMATORS.get(arm.estimator)
-    return spec is not None and "k" in spec.options
+reads_k = arm_reads_k  # the table's one definition (maxrl and verl's own arms read no k)
 
 
 @dataclass(frozen=True)

@@ -21,30 +21,28 @@ max@K weights are ratios of binomials, evaluated in float64 as products of ratio
 thousands); other objectives' weights come from log-binomials renormalized per rank position. Both are applied to
 rewards measured from the group's best (no cancellation), so each group sums to zero within ~1e-12 relative for
 max@K even at n = 4096. Cost per group: one sort plus a prefix and a suffix sum (or, for n <= MATRIX_MAX_N, one
-small product). Weight tables depend on (n, k, estimator, objective) only and are cached.
+small product). Weight tables depend on (n, k, the spec's baseline rule, objective) only and are cached.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import numbers
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from verl_maxpo.estimator_table import ESTIMATORS, EstimatorSpec, MaxPOOptions, validate_k
 from verl_maxpo.groups import GroupIds, group_layout
-from verl_maxpo.lstat import is_max, objective_weights, order_stat_weights
+from verl_maxpo.lstat import order_stat_weights
 
 __all__ = [
     "GroupTooSmallError",
     "max_at_k",
-    "maxpo_advantages",
-    "maxrl_advantages",
-    "pkpo_advantages",
-    "pkpo_loo_advantages",
+    "run_estimator",
     "validate_k",
+    *(spec.function_name for spec in ESTIMATORS.values()),
 ]
 
 
@@ -59,15 +57,6 @@ class GroupTooSmallError(ValueError):
             f"group(s) have fewer (smallest group size: {smallest}). Sample more completions per prompt"
             + (" or lower k." if k is not None else ".")
         )
-
-
-def validate_k(k: object, minimum: int = 1) -> int:
-    """Return k as a Python int, or raise ValueError if it is not an integer >= `minimum`."""
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise ValueError(f"k must be an integer >= {minimum}, got {k!r} ({type(k).__name__})")
-    if int(k) < minimum:
-        raise ValueError(f"k must be an integer >= {minimum}, got {k}")
-    return int(k)
 
 
 def _check_rewards(rewards: torch.Tensor, group_ids: GroupIds) -> None:
@@ -147,30 +136,35 @@ def _exclusive_suffix(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-# Group sizes up to this can use one (n, n) matrix per (n, k, estimator, objective): a single product per size class
+# Group sizes up to this can use one (n, n) matrix per (n, k, baseline rule, objective): one product per size class
 # (with kernel="auto", on CPU only for tiny batches, see _use_matrix). Otherwise prefix/suffix sums ("scan"): O(n)
 # memory and work per group.
 MATRIX_MAX_N = 64
 _SMALL_PRODUCT = 32768  # G * n * n below this: stay below torch's parallel grain size (see _use_matrix)
-KERNELS = ("auto", "matrix", "scan")
+
+
+# A baseline rule of the estimator table: (draws, scaled), see EstimatorSpec.baseline_draws and baseline_scaled.
+Baseline = tuple[int, bool]
 
 
 @functools.lru_cache(maxsize=512)
 def _rank_weights(
-    n: int, k: int, estimator: str, w: tuple[float, ...] | None
+    n: int, k: int, baseline: Baseline, w: tuple[float, ...] | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-rank weights (own, above, below), each (n,) float64 on CPU, of one size class and objective.
 
     For ascending rewards r and rank t:  A_t = own[t] r_t + sum_{m>t} above[m] r_m - sum_{m<t} below[m] r_m.
-    `w` None is max@K (all three estimators); otherwise maxpo with the L-statistic rank weights w.
+    `w` None is max@K, with the baseline rho_{k+draws}(r without i), times n/(n-1) when scaled; otherwise the
+    L-statistic rank weights w with MaxPO's baseline (the table allows objectives only there).
     """
     if w is not None:
         return _lstat_rank_weights(n, k, w)
     ranks = torch.arange(1, n + 1, dtype=torch.float64)
     own = _binom_ratio(ranks - 1, k - 1, n - 1, k - 1)
     above = _binom_ratio(ranks - 2, k - 2, n - 1, k - 1) if k >= 2 else torch.zeros(n, dtype=torch.float64)
-    j = k - 1 if estimator == "pkpo" else k  # the baseline is rho_j(r without i)
-    factor = n / (n - 1) if estimator == "pkpo_loo" else 1.0  # PKPO's s^(loo) in our scaling (see pkpo_loo)
+    draws, scaled = baseline
+    j = k + draws  # the baseline is rho_j(r without i)
+    factor = n / (n - 1) if scaled else 1.0  # PKPO's s^(loo) in our scaling (see pkpo_loo)
     below_b = factor * _binom_ratio(ranks - 1, j - 1, n - 1, j)
     above_b = factor * _binom_ratio(ranks - 2, j - 1, n - 1, j)
     return own, above - above_b, below_b
@@ -197,10 +191,10 @@ def _lstat_rank_weights(n: int, k: int, w: tuple[float, ...]) -> tuple[torch.Ten
 
 @functools.lru_cache(maxsize=512)
 def _advantage_matrix(
-    n: int, k: int, estimator: str, w: tuple[float, ...] | None, device: torch.device
+    n: int, k: int, baseline: Baseline, w: tuple[float, ...] | None, device: torch.device
 ) -> torch.Tensor:
     """(n, n) float64 M with A_sorted = r_sorted @ M for one group of ascending rewards (row m: source rank)."""
-    own, above, below = _rank_weights(n, k, estimator, w)
+    own, above, below = _rank_weights(n, k, baseline, w)
     source_above_target = torch.ones(n, n, dtype=torch.bool).tril(-1)  # [m, t]: m > t
     matrix = torch.diag(own)
     matrix += torch.where(source_above_target, above.unsqueeze(1), 0.0)
@@ -210,10 +204,10 @@ def _advantage_matrix(
 
 @functools.lru_cache(maxsize=512)
 def _device_weights(
-    n: int, k: int, estimator: str, w: tuple[float, ...] | None, device: torch.device
+    n: int, k: int, baseline: Baseline, w: tuple[float, ...] | None, device: torch.device
 ) -> tuple[torch.Tensor, ...]:
     """`_rank_weights` on `device`."""
-    return tuple(x.to(device) for x in _rank_weights(n, k, estimator, w))
+    return tuple(x.to(device) for x in _rank_weights(n, k, baseline, w))
 
 
 def _use_matrix(kernel: str, groups: int, n: int, device: torch.device) -> bool:
@@ -229,7 +223,7 @@ def _use_matrix(kernel: str, groups: int, n: int, device: torch.device) -> bool:
 
 
 def _sorted_advantage(
-    r_sorted: torch.Tensor, k: int, estimator: str, w: tuple[float, ...] | None, kernel: str
+    r_sorted: torch.Tensor, k: int, baseline: Baseline, w: tuple[float, ...] | None, kernel: str
 ) -> torch.Tensor:
     """Advantages (G, n) of rows of ascending float64 rewards (G, n), in the same (sorted) order."""
     n = r_sorted.shape[1]
@@ -240,13 +234,13 @@ def _sorted_advantage(
     best = r_sorted[:, -1:]
     shifted = r_sorted - best
     if _use_matrix(kernel, shifted.shape[0], n, shifted.device):
-        matrix = _advantage_matrix(n, k, estimator, w, r_sorted.device)
+        matrix = _advantage_matrix(n, k, baseline, w, r_sorted.device)
         on_cpu = shifted.device.type == "cpu"  # see _use_matrix: on CPU a single-threaded multiply and sum
         a = shifted @ matrix if not on_cpu else (shifted.unsqueeze(-1) * matrix).sum(1)
     else:
-        own, above, below = _device_weights(n, k, estimator, w, r_sorted.device)
+        own, above, below = _device_weights(n, k, baseline, w, r_sorted.device)
         a = own * shifted + _exclusive_suffix(above * shifted) - _exclusive_prefix(below * shifted)
-    if estimator == "pkpo_loo":  # the only one that a shift of the rewards changes: by -shift/(n-1)
+    if baseline[1]:  # a scaled baseline is the only one that a shift of the rewards changes: by -shift/(n-1)
         a = a - best / (n - 1)
     return a
 
@@ -254,35 +248,52 @@ def _sorted_advantage(
 def _maxrl_rows(rows: torch.Tensor, eps: float) -> torch.Tensor:
     """MaxRL (arXiv 2602.02710) on (G, n) float64 rows: (r - mean) / (mean + eps), 0 for a group of zeros."""
     mean = rows.mean(dim=1, keepdim=True)
-    return torch.where(mean > 0, (rows - mean) / (mean + eps), 0.0)
+    # Rewards are >= 0 here (the table's reward floor), so mean == 0 is a group of zeros; a NaN or inf reward
+    # makes the row non-finite, and the output check refuses it instead of zeroing the group.
+    return torch.where(mean == 0, 0.0, (rows - mean) / (mean + eps))
 
 
-def _grouped_advantage(
+def run_estimator(
+    spec: EstimatorSpec | str,
     rewards: torch.Tensor,
     group_ids: GroupIds,
-    k: int,
-    estimator: str,
-    w: tuple[float, ...] | None = None,
-    norm_by_std: bool = False,
+    options: MaxPOOptions,
     eps: float = 1e-6,
-    kernel: str = "auto",
 ) -> torch.Tensor:
+    """Advantages of one table estimator: the one function every caller goes through (the public functions below,
+    `compute_advantages`, the verl adapter, the variance map, bench and the CUDA check).
+
+    `options` are trusted as parsed by `MaxPOOptions.parse` for this estimator; the rules (group size, kernel,
+    baseline, reward floor) come from the spec, so nothing here depends on an estimator's name.
+    """
+    if isinstance(spec, str):
+        spec = ESTIMATORS[spec]
     _check_shapes(rewards, group_ids)
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+    if spec.reward_floor is not None:
+        below = rewards < spec.reward_floor
+        if bool(below.any()):
+            raise ValueError(
+                f"{spec.name} is defined for success rewards >= {spec.reward_floor:g}, but {int(below.sum())} of "
+                f"{rewards.numel()} rewards are negative (smallest {rewards.min().item():.3g}); "
+                "use maxpo with objective=ml for general rewards"
+            )
     out_dtype = rewards.dtype if rewards.is_floating_point() else torch.float32
     if rewards.numel() == 0:
         return torch.zeros(0, dtype=out_dtype, device=rewards.device)
+    k = options.k
     counts, blocks = group_layout(group_ids, device=rewards.device, sort=False)
-    needed = 2 if estimator == "maxrl" else k if estimator == "pkpo" else k + 1
-    _require_group_size(counts, needed, estimator, None if estimator == "maxrl" else k)
+    _require_group_size(counts, spec.min_group_size(k), spec.name, k if spec.reads_k else None)
 
     r64 = rewards.to(torch.float64)
     adv = torch.empty(r64.shape, dtype=torch.float64, device=r64.device)  # contiguous even for a strided input
+    order_stat = spec.kernel == "order_stat"
+    baseline = (spec.baseline_draws, spec.baseline_scaled)
+    w = options.lstat_weights if "objective" in spec.options else None
+    norm_by_std = options.norm_by_std and "norm_by_std" in spec.options
     for n, _, members in blocks:
         # index_select/index_copy_ rather than advanced indexing: same result, far less slowdown on a busy CPU.
         rows = _rows(r64, members, n)
-        if estimator == "maxrl":  # no sort needed: write the rows back where they came from
+        if not order_stat:  # mean_ratio needs no sort: write the rows back where they came from
             a = _maxrl_rows(rows, eps)
             if members is None:
                 adv.view(-1, n).copy_(a)
@@ -290,7 +301,7 @@ def _grouped_advantage(
                 adv.index_copy_(0, members.reshape(-1), a.reshape(-1))
             continue
         r_sorted, perm = torch.sort(rows, dim=1)  # ties: any order gives the same values
-        a = _sorted_advantage(r_sorted, k, estimator, w, kernel)
+        a = _sorted_advantage(r_sorted, k, baseline, w, options.kernel)
         if norm_by_std:
             a = a / (r_sorted.std(dim=1, keepdim=True) + eps)
         if members is None:  # contiguous groups: write each row back through the sort permutation alone
@@ -325,12 +336,9 @@ def _checked_output(adv: torch.Tensor, rewards: torch.Tensor, group_ids: GroupId
     return out
 
 
-def _objective(k: int, objective: str, m: int | None, rank_weights: Sequence[float] | None) -> tuple[float, ...] | None:
-    """The rank weights of a maxpo objective, None for max@K (its own, bit-for-bit weights)."""
-    if objective == "max" and m is None and rank_weights is None:
-        return None  # the common case, without building a tuple
-    w = objective_weights(k, objective, m, rank_weights)
-    return None if is_max(w) else w
+def _options(estimator: str, **block: object) -> MaxPOOptions:
+    """The public functions' keyword options, parsed once by the table's one parser (errors name the argument)."""
+    return MaxPOOptions.parse(block, estimator, prefix="")
 
 
 def maxpo_advantages(
@@ -373,9 +381,10 @@ def maxpo_advantages(
         ValueError: k not an integer >= 1, an option that does not fit the objective, NaN/inf rewards,
             advantages that overflow the dtype, bad group ids, or a group with n <= k (`GroupTooSmallError`).
     """
-    k = validate_k(k, 1)
-    w = _objective(k, objective, m, rank_weights)
-    return _grouped_advantage(rewards, group_ids, k, "maxpo", w, norm_by_std, eps, kernel)
+    options = _options(
+        "maxpo", k=k, objective=objective, m=m, rank_weights=rank_weights, norm_by_std=norm_by_std, kernel=kernel
+    )
+    return run_estimator("maxpo", rewards, group_ids, options, eps)
 
 
 def pkpo_advantages(
@@ -394,8 +403,7 @@ def pkpo_advantages(
 
     Args and returns as in `maxpo_advantages`, except that k >= 2 and groups need n >= k.
     """
-    k = validate_k(k, 2)
-    return _grouped_advantage(rewards, group_ids, k, "pkpo", None, norm_by_std, eps, kernel)
+    return run_estimator("pkpo", rewards, group_ids, _options("pkpo", k=k, norm_by_std=norm_by_std, kernel=kernel), eps)
 
 
 def pkpo_loo_advantages(
@@ -418,8 +426,8 @@ def pkpo_loo_advantages(
 
     Args and returns as in `maxpo_advantages`: k >= 1 and every group needs n >= k+1.
     """
-    k = validate_k(k, 1)
-    return _grouped_advantage(rewards, group_ids, k, "pkpo_loo", None, norm_by_std, eps, kernel)
+    options = _options("pkpo_loo", k=k, norm_by_std=norm_by_std, kernel=kernel)
+    return run_estimator("pkpo_loo", rewards, group_ids, options, eps)
 
 
 def maxrl_advantages(rewards: torch.Tensor, group_ids: GroupIds, *, eps: float = 1e-6) -> torch.Tensor:
@@ -437,14 +445,7 @@ def maxrl_advantages(rewards: torch.Tensor, group_ids: GroupIds, *, eps: float =
     Returns:
         (N,) advantages in the rewards' dtype (float32 for integer rewards).
     """
-    _check_shapes(rewards, group_ids)
-    negative = rewards < 0
-    if bool(negative.any()):
-        raise ValueError(
-            f"maxrl is defined for success rewards >= 0, but {int(negative.sum())} of {rewards.numel()} rewards "
-            f"are negative (smallest {rewards.min().item():.3g}); use maxpo with objective=ml for general rewards"
-        )
-    return _grouped_advantage(rewards, group_ids, 1, "maxrl", None, False, eps)
+    return run_estimator("maxrl", rewards, group_ids, _options("maxrl"), eps)
 
 
 def max_at_k(rewards: torch.Tensor, group_ids: GroupIds, k: int) -> torch.Tensor:

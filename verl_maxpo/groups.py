@@ -49,8 +49,14 @@ def label_array(group_ids: GroupIds) -> np.ndarray:
     """
     if isinstance(group_ids, (list, tuple)):
         # Checked before np.asarray, which would turn [b"a", "a"] into ["a", "a"] and [1, "1"] into ["1", "1"].
-        _check_label_types(list(group_ids))
-        arr = np.asarray(group_ids)  # one kind of label: a plain numpy array (fast unique), same groups
+        kind = _check_label_types(list(group_ids))
+        if kind == "int":
+            arr = np.asarray(group_ids)  # a plain integer array (fast unique), same groups
+        else:
+            # Strings and bytes stay Python objects, compared exactly: a fixed-width numpy string array drops
+            # trailing NULs, which would merge "a" and "a\x00".
+            arr = np.empty(len(group_ids), dtype=object)
+            arr[:] = group_ids
     elif isinstance(group_ids, np.ndarray):
         arr = group_ids
     else:
@@ -64,7 +70,8 @@ def label_array(group_ids: GroupIds) -> np.ndarray:
     return arr
 
 
-def _check_label_types(labels: list[Any]) -> None:
+def _check_label_types(labels: list[Any]) -> str | None:
+    """The one kind of label ("str", "bytes" or "int"; None for no labels), or ValueError for a mix or another type."""
     kinds = {}
     for t in set(map(type, labels)):  # a set of types: cheap next to the factorization
         if issubclass(t, str):
@@ -80,6 +87,7 @@ def _check_label_types(labels: list[Any]) -> None:
             f"group ids mix label types ({', '.join(sorted(kinds))}): use one kind for the whole batch, "
             "so that labels such as 1 and '1' are neither merged nor split by accident"
         )
+    return next(iter(kinds), None)
 
 
 def _checked_tensor(group_ids: torch.Tensor) -> torch.Tensor:

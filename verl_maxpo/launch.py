@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from verl_maxpo.estimator_table import ARMS, ESTIMATORS, ArmSpec
+from verl_maxpo.estimator_table import ARMS, ESTIMATORS, ArmSpec, arm_reads_k
 from verl_maxpo.redact import Redactor, redact_url
 from verl_maxpo.run_folder import RunFolder, RunFolderError, RunMeta
 
@@ -239,15 +239,13 @@ def parse_arms(env: Mapping[str, str]) -> tuple[list[str], list[str]]:
     return arms, run_arms
 
 
-def uses_k(arm: ArmSpec) -> bool:
-    spec = ESTIMATORS.get(arm.estimator)
-    return spec is not None and spec.uses_k
+uses_k = arm_reads_k  # the table's one definition (maxrl and verl's own arms read no k)
 
 
 def check_group_size(arm_name: str, arm: ArmSpec, k: int | None, n: int) -> None:
     """The estimator table's rules: K >= min_k and N >= min_group_size(K); verl's own and K-free arms need N >= 2."""
     spec = ESTIMATORS.get(arm.estimator)
-    if spec is not None and spec.uses_k and k is not None:
+    if spec is not None and spec.reads_k and k is not None:
         slack = f"K + {spec.group_slack}" if spec.group_slack else "K"
         if k < spec.min_k or n < spec.min_group_size(k):
             raise LaunchError(

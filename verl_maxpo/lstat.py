@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence, Set
 
 import torch
 
@@ -65,7 +65,9 @@ def objective_weights(
 def _checked_rank_weights(rank_weights: object, k: int, prefix: str) -> tuple[float, ...]:
     if rank_weights is None:
         raise ValueError(f"{prefix}objective=weights needs {prefix}rank_weights, a list of k={k} finite numbers")
-    if isinstance(rank_weights, (str, bytes)) or not isinstance(rank_weights, Sequence):
+    if isinstance(rank_weights, (str, bytes, Mapping, Set)):  # a dict or set has no rank order
+        raise ValueError(f"{prefix}rank_weights must be a list of k={k} finite numbers, got {rank_weights!r}")
+    if not isinstance(rank_weights, Sequence):
         try:
             rank_weights = list(rank_weights)  # OmegaConf ListConfig, numpy/torch 1-D arrays
         except TypeError:

@@ -10,39 +10,29 @@ of 5 paired runs 9.95 s against 10.19 s; importing core_algos and the rollout mo
 70 MiB more), and a process that never imports core_algos (a rollout server, say) pays nothing for the
 estimators. Without the opt-in nothing else changes: docs/cpu-backend.md lists every difference. verl logs a
 plugin failing inside `import verl` only at DEBUG level, so run `verl-maxpo check` when the estimator is not found.
+Every hook goes through `verl_maxpo.compat`, the table of verl touch points: a renamed verl name skips that hook
+with one RuntimeWarning instead of breaking verl's import.
 """
 
 from __future__ import annotations
 
-import warnings
 from types import ModuleType
 
-from verl_maxpo import sessions
+from verl_maxpo import compat, sessions
 from verl_maxpo.cpu import register as register_cpu_backend
-from verl_maxpo.cpu.patches import patch_on_import
-
-CORE_ALGOS = "verl.trainer.ppo.core_algos"
 
 
 def register_estimators(core_algos: ModuleType) -> None:
     """Register the table's estimators in verl's registry; runs right after verl imports `core_algos`.
 
-    A failure here is a warning, not an error: it runs inside verl's own import of core_algos, and a broken
-    verl-maxpo must not break verl for the runs that do not use our estimators.
+    Applied through `compat.on_import`: a failure here is one warning, not an error, since it runs inside verl's own
+    import of core_algos, and a broken verl-maxpo must not break verl for the runs that do not use our estimators.
+    The adapter registers at the end of its own import. Importing the module, not a name from it, also holds when
+    the adapter's import is what imports core_algos (it is then partly initialized, and finishes later).
     """
-    try:
-        # The adapter registers at the end of its own import. Importing the module, not a name from it, also holds
-        # when the adapter's import is what imports core_algos (it is then partly initialized, and finishes later).
-        import verl_maxpo.verl_adapter  # noqa: F401
-    except Exception as err:  # noqa: BLE001  reported, and `verl-maxpo check` names it again
-        warnings.warn(
-            f"verl-maxpo: the estimators were not registered in verl ({type(err).__name__}: {err}); "
-            "`verl-maxpo check` says why",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    import verl_maxpo.verl_adapter  # noqa: F401
 
 
-patch_on_import(CORE_ALGOS, register_estimators)
+compat.on_import("estimator_registry", register_estimators)
 sessions.install()
 register_cpu_backend()

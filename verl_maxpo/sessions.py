@@ -1,16 +1,18 @@
 """One sample per agent session for our estimators in verl's v1 trainer.
 
 A multi-output agent loop writes several rows per session: batch keys `{uid}_{session}_{index}`, the session's final
-reward copied to every row. verl's `compute_advantage_for_multi_trajectories` (verl/trainer/ppo/v1/utils.py ~148,
-called by name from v1/trainer_base.py ~1775) scores only each session's final output for GRPO and hands every other
-estimator all the rows, so a group-based estimator would count one session as several samples. Our estimators
+reward copied to every row. verl's `compute_advantage_for_multi_trajectories` (in verl.trainer.ppo.v1.utils, called
+by name from the v1 trainer_base's advantage step) scores only each session's final output for GRPO and hands every
+other estimator all the rows, so a group-based estimator would count one session as several samples. Our estimators
 never see `batch_keys`, so the selection happens here: a wrapper of that verl function that, for our estimator names
 only, runs verl's own GRPO path (final output of each session, advantage broadcast to the session's rows) with our
 estimator, and hands every other estimator to verl's original function with the caller's arguments untouched.
 
 `install()` (from the plugin, in every process that imports verl) patches verl's module if it is already imported,
 else leaves one import hook that patches it right after its first import and then removes itself: importing the v1
-trainer inside `import verl` would pull in Ray and the whole trainer.
+trainer inside `import verl` would pull in Ray and the whole trainer. Both go through `verl_maxpo.compat`'s guarded
+step (touch points `v1_sessions`, `v1_sessions_trainer`): if verl renames either name the wrapper is skipped with one
+warning, and verl's module imports and runs unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import torch
 
 UTILS_MODULE = "verl.trainer.ppo.v1.utils"
-TRAINER_MODULE = "verl.trainer.ppo.v1.trainer_base"  # binds the name at import (~75): patched too if already loaded
+TRAINER_MODULE = "verl.trainer.ppo.v1.trainer_base"  # binds the name at its import: patched too if already loaded
 FUNCTION_NAME = "compute_advantage_for_multi_trajectories"
 _MARK = "_verl_maxpo_sessions"
 
@@ -50,7 +52,14 @@ def final_rows(batch_keys: list[str]) -> tuple[list[int], list[int]]:
         fields = key.rsplit("_", 2)
         if len(fields) != 3:
             raise ValueError(f"unexpected batch key {key!r}: verl's v1 trainer writes '{{uid}}_{{session}}_{{index}}'")
-        session, index = f"{fields[0]}_{fields[1]}", int(fields[2])
+        try:
+            index = int(fields[2])
+        except ValueError:
+            raise ValueError(
+                f"batch key {key!r}: its last field {fields[2]!r} is not an integer output index "
+                "(verl's v1 trainer writes '{uid}_{session}_{index}')"
+            ) from None
+        session = f"{fields[0]}_{fields[1]}"
         row_sessions.append(session)
         if session not in final or final[session][0] < index:
             final[session] = (index, row)
@@ -59,8 +68,14 @@ def final_rows(batch_keys: list[str]) -> tuple[list[int], list[int]]:
 
 
 def session_advantages(original: Callable[..., Any], data: Any, batch_keys: list[str], **kwargs: Any) -> Any:
-    """Our estimator on each session's final output, broadcast to the session's rows (verl's GRPO path, ~178-217)."""
+    """Our estimator on each session's final output, broadcast to the session's rows (as verl's GRPO path in
+    `compute_advantage_for_multi_trajectories` does)."""
     compute_advantage = original.__globals__["compute_advantage"]  # the one verl's function calls
+    if len(batch_keys) != len(data):
+        raise ValueError(
+            f"got {len(batch_keys)} batch keys for {len(data)} rows: verl's v1 trainer passes one "
+            "'{uid}_{session}_{index}' key per row"
+        )
     finals, row_to_final = final_rows(batch_keys)
     final_data = compute_advantage(data.select_idxs(finals), **kwargs)
     first = final_data.batch["response_mask"].argmax(dim=1)
@@ -95,15 +110,23 @@ def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
 def _patch(utils: Any) -> None:
     import sys
 
+    from verl_maxpo import compat
+
     wrapped = wrap(getattr(utils, FUNCTION_NAME))
     setattr(utils, FUNCTION_NAME, wrapped)
     trainer = sys.modules.get(TRAINER_MODULE)
-    if trainer is not None and getattr(trainer, FUNCTION_NAME, None) is wrapped.__wrapped__:
-        setattr(trainer, FUNCTION_NAME, wrapped)
+    # A trainer_base without the name is mid-import (it is what imports utils): it binds the wrapped name itself.
+    if trainer is not None and hasattr(trainer, FUNCTION_NAME):
+
+        def rebind(module: Any) -> None:
+            if getattr(module, FUNCTION_NAME) is wrapped.__wrapped__:
+                setattr(module, FUNCTION_NAME, wrapped)
+
+        compat.apply("v1_sessions_trainer", trainer, rebind)
 
 
 def install() -> None:
     """Wrap verl's function now if its module is imported, else right after its first import (one-shot hook)."""
-    from verl_maxpo.cpu.patches import patch_on_import
+    from verl_maxpo import compat
 
-    patch_on_import(UTILS_MODULE, _patch)
+    compat.on_import("v1_sessions", _patch)

@@ -38,7 +38,8 @@ import torch
 
 from verl_maxpo import strict_json
 from verl_maxpo.cli_args import flat_ints, flat_names, flat_parsed, float_in
-from verl_maxpo.estimator_table import ARMS, ESTIMATORS, ArmSpec
+from verl_maxpo.estimator_table import ARMS, ESTIMATORS, ArmSpec, MaxPOOptions, arm_reads_k
+from verl_maxpo.estimators import run_estimator
 from verl_maxpo.outputs import OutputError, check_out, publish
 
 __all__ = ["LAWS", "Cell", "compute_map", "exact_moments", "main", "map_rows", "monte_carlo_moments"]
@@ -128,13 +129,13 @@ def _advantage_fn(row: ArmSpec) -> Callable[[torch.Tensor, int], torch.Tensor]:
     _check_row(row)
     if row.estimator in VERL_BUILTINS:
         return VERL_BUILTINS[row.estimator]
-    spec, options = ESTIMATORS[row.estimator], dict(row.options)
-    fn, uses_k = spec.fn, spec.uses_k
+    spec = ESTIMATORS[row.estimator]
 
     def run(rows: torch.Tensor, k: int) -> torch.Tensor:
         g, n = rows.shape
         ids = torch.arange(g).repeat_interleave(n)  # contiguous groups: the estimators' no-gather path
-        return (fn(rows.reshape(-1), ids, k, **options) if uses_k else fn(rows.reshape(-1), ids, **options)).view(g, n)
+        options = MaxPOOptions.parse({**row.options, "k": k}, spec.name, prefix=f"arm {row.name}: ")
+        return run_estimator(spec, rows.reshape(-1), ids, options).view(g, n)
 
     return run
 
@@ -142,7 +143,7 @@ def _advantage_fn(row: ArmSpec) -> Callable[[torch.Tensor, int], torch.Tensor]:
 def gradient_factor(row: ArmSpec, n: int, k: int) -> float:
     """The c in g = c sum_i A_i s_i: K/n for the estimators that take K (their unbiased K-sample scale), 1/n for
     the others (grpo, rloo: the mean reward's scale; maxrl: the mean over the group, as published)."""
-    takes_k = row.estimator in ESTIMATORS and ESTIMATORS[row.estimator].uses_k
+    takes_k = arm_reads_k(row)
     return (k if takes_k else 1) / n
 
 

@@ -10,12 +10,14 @@ Options are read from `algorithm.maxpo` into one `MaxPOOptions` (validated once 
 No block at all means the defaults; a block that is not a mapping, has any other key, or sets an option the
 estimator does not read to a non-default value, is an error naming the key (a typo such as `algorithm.maxpo.K`
 must not silently train with k = 4). maxrl reads no option (k is accepted: it is the run's K for evaluation).
+A null k is an error, not the default.
 verl's `algorithm.norm_adv_by_std_in_grpo` is deliberately not read: it defaults to true for GRPO and would
 silently turn MaxPO into a biased estimator.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,15 +28,42 @@ from omegaconf.errors import OmegaConfBaseException
 from verl.trainer.ppo import core_algos
 
 from verl_maxpo.estimator_table import ESTIMATORS, OPTION_KEYS, EstimatorSpec, MaxPOOptions
-from verl_maxpo.estimators import GroupTooSmallError
+from verl_maxpo.estimators import GroupTooSmallError, run_estimator
 
 VerlEstimator = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+_OPTION_SET = frozenset(OPTION_KEYS)
+
+
+def _refuse_stray_options(config: Any) -> None:
+    """An option set one level up (`algorithm.k` instead of `algorithm.maxpo.k`) is an error naming where it goes:
+    verl's algorithm section has no such keys, and reading the default instead would train with another K."""
+    if isinstance(config, (dict, DictConfig)):
+        if _OPTION_SET.isdisjoint(config.keys()):  # one pass over the keys: the per-call cost of the usual case
+            return
+        stray = [key for key in OPTION_KEYS if key in config]
+    else:
+        stray = [key for key in OPTION_KEYS if _has_key(config, key)]
+    if stray:
+        raise ValueError(
+            f"algorithm.{stray[0]} is not read: estimator options go under algorithm.maxpo "
+            f"(set algorithm.maxpo.{stray[0]} instead; found {', '.join('algorithm.' + key for key in stray)})"
+        )
+
+
+def _has_key(config: Any, key: str) -> bool:
+    if isinstance(config, (Mapping, DictConfig)):
+        try:
+            return key in config
+        except AttributeError:  # verl's AlgoConfig: a Mapping whose lookup of an unknown key raises AttributeError
+            pass
+    return hasattr(config, key)
 
 
 def _maxpo_block(config: Any) -> dict[str, Any] | None:
     """`config.maxpo` as a plain dict (None when absent) through public APIs: dict, DictConfig, verl's AlgoConfig."""
     if config is None:
         return None
+    _refuse_stray_options(config)
     if isinstance(config, (Mapping, DictConfig)) or hasattr(config, "get"):
         section = config.get("maxpo", None)  # DictConfig.get returns the default in struct mode too
     else:
@@ -87,32 +116,19 @@ def read_options(config: Any, estimator: str = "maxpo") -> MaxPOOptions:
     return MaxPOOptions.parse(_maxpo_block(config), estimator)
 
 
-CallPlan = tuple[MaxPOOptions, tuple[Any, ...], dict[str, Any]]
-_PLANS: dict[tuple[Any, ...], CallPlan] = {}
-_MAX_PLANS = 256
+def _options(config: Any, estimator: str) -> MaxPOOptions:
+    """The parsed options of `estimator` for this config, through the table's one cache of parsed blocks.
 
-
-def _call_plan(config: Any, estimator: str) -> CallPlan:
-    """(options, positional args, keyword args) of `estimator` for this config, validated once per block content.
-
-    The key is the block's raw items plus each value's type (2 and 2.0, 1 and True hash alike but validate
-    differently), read afresh on every call: a config edited between calls gets a new plan, never a stale one.
-    Blocks with interpolations, lists or no plain items, and non-DictConfig configs, are parsed on every call.
+    The block's raw items are read afresh on every call (a config edited between calls is parsed again); a block of
+    plain scalars skips OmegaConf's resolving `to_container`, the dominant cost of a small-batch call.
     """
     if isinstance(config, DictConfig):
         section = config.get("maxpo", None)
         items = _plain_items(section) if isinstance(section, DictConfig) else None
         if items is not None:
-            key = (estimator, tuple(items), tuple(type(value) for _, value in items))
-            plan = _PLANS.get(key)
-            if plan is None:
-                options = MaxPOOptions.parse(dict(items), estimator)  # raises on a bad block: nothing is cached
-                if len(_PLANS) >= _MAX_PLANS:
-                    _PLANS.clear()
-                plan = _PLANS[key] = (options, *options.call_args(estimator))
-            return plan
-    options = read_options(config, estimator)
-    return (options, *options.call_args(estimator))
+            _refuse_stray_options(config)
+            return MaxPOOptions.parse(dict(items), estimator)
+    return read_options(config, estimator)
 
 
 def _check_batch(name: str, token_level_rewards: Any, response_mask: Any, index: Any) -> None:
@@ -130,6 +146,12 @@ def _check_batch(name: str, token_level_rewards: Any, response_mask: Any, index:
             f"{name}: response_mask must have the shape of token_level_rewards {tuple(token_level_rewards.shape)}, "
             f"got {got}"
         )
+    if response_mask.is_floating_point() and not math.isfinite(response_mask.sum().item()):
+        n_bad = int((~torch.isfinite(response_mask)).sum())  # one sum first: the usual, finite mask pays no more
+        if n_bad:
+            raise ValueError(
+                f"{name}: response_mask has {n_bad} NaN or infinite entries; it must hold 0/1 per response token"
+            )
     if index is None:
         raise ValueError(
             f"{name} needs group ids: verl passes them as non_tensor_batch['uid'] (one per prompt, shared by its "
@@ -140,7 +162,6 @@ def _check_batch(name: str, token_level_rewards: Any, response_mask: Any, index:
 def _verl_estimator(spec: EstimatorSpec) -> VerlEstimator:
     """verl's estimator signature around one table entry."""
     name = spec.name
-    estimator_fn = spec.fn  # resolved once: the property imports by dotted path
 
     def compute(
         token_level_rewards: torch.Tensor,
@@ -150,11 +171,11 @@ def _verl_estimator(spec: EstimatorSpec) -> VerlEstimator:
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         _check_batch(name, token_level_rewards, response_mask, index)
-        options, args, fn_kwargs = _call_plan(config, name)
+        options = _options(config, name)
         with torch.no_grad():
             scores = token_level_rewards.sum(dim=-1)
             try:
-                scalars = estimator_fn(scores, index, *args, **fn_kwargs)
+                scalars = run_estimator(spec, scores, index, options)
             except GroupTooSmallError as err:
                 raise ValueError(f"{err} {_fix_hint(spec, options.k)}") from None
             advantages = scalars.unsqueeze(-1) * response_mask
@@ -181,15 +202,13 @@ def _verl_estimator(spec: EstimatorSpec) -> VerlEstimator:
 def _fix_hint(spec: EstimatorSpec, k: int) -> str:
     needed = spec.min_group_size(k)
     return f"Raise actor_rollout_ref.rollout.n to at least {needed} ({spec.name} needs {needed} samples per prompt)" + (
-        " or lower algorithm.maxpo.k." if spec.uses_k else "."
+        " or lower algorithm.maxpo.k." if spec.reads_k else "."
     )
 
 
 VERL_FUNCTIONS: dict[str, VerlEstimator] = {name: _verl_estimator(spec) for name, spec in ESTIMATORS.items()}
-compute_maxpo_outcome_advantage = VERL_FUNCTIONS["maxpo"]
-compute_pkpo_outcome_advantage = VERL_FUNCTIONS["pkpo"]
-compute_pkpo_loo_outcome_advantage = VERL_FUNCTIONS["pkpo_loo"]
-compute_maxrl_outcome_advantage = VERL_FUNCTIONS["maxrl"]
+# compute_maxpo_outcome_advantage, ...: one module-level name per table estimator, as verl names its own.
+globals().update({fn.__name__: fn for fn in VERL_FUNCTIONS.values()})
 
 
 def register() -> None:

@@ -103,6 +103,12 @@ def test_platform_answers_for_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert 0 < free <= total
     with pytest.raises(AttributeError, match="has no 'nccl'"):
         module.nccl  # noqa: B018
+    # Only the memory names verl calls are answered; any other (a new one verl starts calling) fails loudly.
+    for name in ("memory_reserved", "max_memory_allocated", "reset_peak_memory_stats", "ipc_collect"):
+        assert not getattr(module, name)()
+    module.set_per_process_memory_fraction(0.5)
+    with pytest.raises(AttributeError):
+        module.memory_stats  # noqa: B018
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from verl.trainer.ppo import core_algos
 
 from verl_maxpo import demo, demo_config, demo_gradvar, demo_rl
 from verl_maxpo.addition_task import AdditionTask, build_policy, response_log_probs, warm_start
-from verl_maxpo.estimator_table import ARMS
+from verl_maxpo.estimator_table import ARMS, arm_reads_k
 from verl_maxpo.estimators import maxpo_advantages, pkpo_advantages
 
 pytestmark = pytest.mark.slow  # runs the demo
@@ -60,7 +60,7 @@ def test_quick_run_writes_logs_dumps_report_and_summary(quick_out: Path) -> None
         meta = json.loads((run / "meta.json").read_text())
         assert meta == {
             "adv_estimator": ARMS[arm].estimator,
-            "k": None if arm == "grpo" else 4,
+            "k": 4 if arm_reads_k(ARMS[arm]) else None,  # the launcher's meaning too: grpo and maxrl read no k
             "n": 8,
             "seed": 0,
             "config_name": arm,

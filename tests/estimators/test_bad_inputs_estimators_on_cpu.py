@@ -55,6 +55,11 @@ ADAPTER_REFUSED = [
     ("k-float-integral", "maxpo", {"maxpo": {"k": 2.0}}, None, ["algorithm.maxpo.k", "integer"]),
     ("k-string", "maxpo", _struct({"maxpo": {"k": "four"}}), None, ["algorithm.maxpo.k", "'four'"]),
     ("k-bool", "maxpo", {"maxpo": {"k": True}}, None, ["algorithm.maxpo.k", "integer"]),
+    ("k-null", "maxpo", {"maxpo": {"k": None}}, None, ["algorithm.maxpo.k", "None"]),
+    ("k-null-omegaconf", "pkpo", _struct({"maxpo": {"k": None}}), None, ["algorithm.maxpo.k"]),
+    ("k-2-to-the-70", "maxpo", {"maxpo": {"k": 2**70}}, None, ["algorithm.maxpo.k"]),
+    ("k-10-to-the-9", "pkpo_loo", {"maxpo": {"k": 10**9}}, None, ["algorithm.maxpo.k"]),
+    ("k-2-to-the-70-maxrl", "maxrl", {"maxpo": {"k": 2**70}}, None, ["algorithm.maxpo.k"]),
     ("k-one-for-pkpo", "pkpo", {"maxpo": {"k": 1}}, None, ["algorithm.maxpo.k", ">= 2", "pkpo"]),
     ("k-equals-n-maxpo", "maxpo", {"maxpo": {"k": N}}, None, ["smallest group size: 6", "rollout.n", "maxpo.k"]),
     ("k-equals-n-loo", "pkpo_loo", {"maxpo": {"k": N}}, None, ["pkpo_loo with k=6 needs at least 7", "rollout.n"]),
@@ -66,6 +71,51 @@ ADAPTER_REFUSED = [
     ("uid-too-short", "maxpo", None, {"index": "drop-last"}, ["18 rewards but 17 group ids"]),
     ("float-uids", "maxpo", None, {"index": "float"}, ["group ids must be integers or strings"]),
     ("nan-reward", "maxpo", None, {"nan": 1}, ["1 of 18 rewards are NaN or infinite"]),
+    ("nan-reward-maxrl", "maxrl", None, {"nan": 1}, ["NaN"]),
+    ("inf-reward-maxrl", "maxrl", None, {"nan": 2}, ["NaN or inf"]),
+    ("nan-mask", "maxpo", None, {"mask_nan": 1}, ["response_mask"]),
+    ("nan-mask-maxrl", "maxrl", None, {"mask_nan": 2}, ["response_mask"]),
+    ("block-is-string-omegaconf", "maxpo", _struct({"maxpo": "k=4"}), None, ["algorithm.maxpo must be a mapping"]),
+    (
+        "rank-weights-dict",
+        "maxpo",
+        {"maxpo": {"k": 2, "objective": "weights", "rank_weights": {0: 0.0, 1: 1.0}}},
+        None,
+        ["algorithm.maxpo.rank_weights"],
+    ),
+    (
+        "rank-weights-set",
+        "maxpo",
+        {"maxpo": {"k": 2, "objective": "weights", "rank_weights": {0.0, 1.0}}},
+        None,
+        ["algorithm.maxpo.rank_weights"],
+    ),
+    (
+        "rank-weights-dictconfig",
+        "maxpo",
+        _struct({"maxpo": {"k": 2, "objective": "weights", "rank_weights": {"a": 0.0, "b": 1.0}}}),
+        None,
+        ["algorithm.maxpo.rank_weights"],
+    ),
+    *[
+        (
+            f"stray-{key}{'-omegaconf' if wrap else ''}",
+            "maxpo",
+            (_struct if wrap else dict)({key: value}),
+            None,
+            [f"algorithm.maxpo.{key}"],
+        )
+        for key, value in [
+            ("k", 8),
+            ("objective", "ml"),
+            ("m", 2),
+            ("rank_weights", [0.0, 1.0]),
+            ("norm_by_std", True),
+            ("kernel", "scan"),
+        ]
+        for wrap in (False, True)
+    ],
+    ("stray-k-beside-a-block", "pkpo", _struct({"k": 8, "maxpo": {"k": 2}}), None, ["algorithm.maxpo.k"]),
     ("inf-reward", "pkpo", None, {"nan": 2}, ["2 of 18 rewards are NaN or infinite"]),
 ]
 
@@ -82,6 +132,8 @@ def _call(estimator: str, config, change: dict | None):
         batch["index"] = index
     for j in range(change.get("nan", 0)):
         batch["token_level_rewards"][j, 0] = float("nan") if j == 0 else float("inf")
+    for j in range(change.get("mask_nan", 0)):
+        batch["response_mask"][j, 1] = float("nan") if j == 0 else float("inf")
     fn = verl_adapter.VERL_FUNCTIONS.get(estimator)
     if fn is None:
         pytest.fail(f"OTHER: no estimator {estimator!r} registered")
@@ -114,7 +166,6 @@ ADAPTER_DEFAULTS = [
     ("no-block", "pkpo", {"norm_adv_by_std_in_grpo": True}),
     ("null-block", "maxpo", {"maxpo": None}),
     ("empty-block", "pkpo_loo", _struct({"maxpo": {}})),
-    ("null-k", "maxpo", {"maxpo": {"k": None}}),
     ("numpy-k", "maxpo", {"maxpo": {"k": np.int64(4)}}),
     ("numpy-bool", "pkpo", {"maxpo": {"k": 4, "norm_by_std": np.False_}}),
 ]
@@ -386,3 +437,22 @@ def test_adapter_objective_options_reach_the_core() -> None:
     # maxrl reads no option; the recipes' k and norm_by_std=false are accepted
     got = _call("maxrl", {"maxpo": {"k": 4, "norm_by_std": False}}, None)[0][:, -1]
     assert torch.equal(got, estimators.maxrl_advantages(scores, batch["index"]).float())
+
+
+def test_string_labels_are_compared_exactly_as_given() -> None:
+    """ "a" and "a\x00" are two prompts: a fixed-width numpy string array would strip the NUL and merge them."""
+    rewards = torch.tensor([0.0, 1.0, 1.0, 1.0, 0.0, 0.0])
+    labels = ["a", "a", "a", "a\x00", "a\x00", "a\x00"]
+    got = estimators.maxpo_advantages(rewards, labels, 1)
+    want = estimators.maxpo_advantages(rewards, [0, 0, 0, 1, 1, 1], 1)
+    assert torch.equal(got, want)
+    assert torch.equal(estimators.maxpo_advantages(rewards, [s.encode() for s in labels], 1), want)
+
+
+def test_an_option_set_on_verls_algo_config_itself_is_refused() -> None:
+    from verl.trainer.config import AlgoConfig
+
+    algo = AlgoConfig(adv_estimator="maxpo")
+    algo.k = 8  # meant algorithm.maxpo.k
+    with pytest.raises(ValueError, match=r"algorithm\.maxpo\.k"):
+        _call("maxpo", algo, None)

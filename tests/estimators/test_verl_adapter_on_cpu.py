@@ -296,8 +296,8 @@ def test_options_read_the_same_through_the_raw_and_the_resolving_path() -> None:
     resolved = OmegaConf.create({"x": 3, "maxpo": {"k": "${x}", "norm_by_std": True, "objective": "top_m", "m": 2}})
     listed = OmegaConf.create({"maxpo": {"k": 3, "objective": "weights", "rank_weights": [0.0, 0.5, 1.0]}})
     expected = verl_adapter.MaxPOOptions(k=3, norm_by_std=True, objective="top_m", m=2)
-    assert verl_adapter._call_plan(plain, "maxpo")[0] == expected
-    assert verl_adapter._call_plan(resolved, "maxpo")[0] == expected
-    assert verl_adapter._call_plan(listed, "maxpo")[0].rank_weights == (0.0, 0.5, 1.0)
+    assert verl_adapter._options(plain, "maxpo") == expected
+    assert verl_adapter._options(resolved, "maxpo") == expected
+    assert verl_adapter._options(listed, "maxpo").rank_weights == (0.0, 0.5, 1.0)
     empty = OmegaConf.create({"maxpo": {}})
-    assert verl_adapter._call_plan(empty, "maxpo")[0] == verl_adapter.MaxPOOptions()
+    assert verl_adapter._options(empty, "maxpo") == verl_adapter.MaxPOOptions()

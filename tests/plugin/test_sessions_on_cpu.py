@@ -17,7 +17,7 @@ from verl.trainer.ppo.v1 import utils as v1_utils
 
 from verl_maxpo import sessions
 from verl_maxpo.estimator_table import ESTIMATORS, MaxPOOptions
-from verl_maxpo.estimators import maxpo_advantages
+from verl_maxpo.estimators import maxpo_advantages, run_estimator
 
 # In a fresh verl process the plugin installs the wrapper (tests/plugin/test_no_side_effects_on_cpu.py checks that); in
 # this shared pytest process another module may have loaded verl before the plugin could, so install it here
@@ -83,9 +83,8 @@ def test_ours_score_each_session_once_and_broadcast(name: str) -> None:
     data, keys, finals, final_uids = session_batch()
     assert len(keys) > len(finals) + 4  # the batch really has extra session rows
     out, _ = call(name)
-    spec = ESTIMATORS[name]
-    args, kwargs = MaxPOOptions(k=K).call_args(name)  # the table's own call: maxrl takes no k
-    per_session = spec.fn(finals, final_uids, *args, **kwargs)
+    options = MaxPOOptions(k=K)
+    per_session = run_estimator(name, finals, final_uids, options)  # the one call path every caller takes
     seen = list(dict.fromkeys(k.rsplit("_", 1)[0] for k in keys))
     expected_rows = per_session[[seen.index(k.rsplit("_", 1)[0]) for k in keys]]
     expected = expected_rows[:, None] * data.batch["response_mask"]
@@ -93,12 +92,7 @@ def test_ours_score_each_session_once_and_broadcast(name: str) -> None:
     torch.testing.assert_close(out.batch["returns"], expected)
     assert per_session.abs().max() > 0.1
     # and the rows-as-samples answer verl would give without the wrapper is really different
-    naive = spec.fn(
-        data.batch["token_level_rewards"].sum(-1),
-        data.non_tensor_batch["uid"],
-        *args,
-        **kwargs,
-    )
+    naive = run_estimator(name, data.batch["token_level_rewards"].sum(-1), data.non_tensor_batch["uid"], options)
     assert (naive - expected_rows).abs().max() > 1e-3
 
 
@@ -153,3 +147,22 @@ def test_a_malformed_key_is_refused_with_the_expected_format() -> None:
     with pytest.raises(ValueError, match="uid.*session.*index"):
         sessions.final_rows(["no-underscores"])
     assert sessions.final_rows(["u_a_1", "u_b_0", "u_a_0", "v_a_0"]) == ([0, 1, 3], [0, 1, 0, 2])
+
+
+def test_a_non_integer_output_index_is_named() -> None:
+    with pytest.raises(ValueError) as err:
+        sessions.final_rows(["uid0_0_0", "uid0_0_last"])
+    assert "uid0_0_last" in str(err.value) and "integer" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["maxpo", "maxrl"])
+def test_a_short_key_list_is_reported_as_such(name: str) -> None:
+    data, keys, _, _ = session_batch()
+    with pytest.raises(ValueError) as err:
+        trainer_base.compute_advantage_for_multi_trajectories(
+            data, batch_keys=keys[:-3], adv_estimator=name, gamma=1.0, lam=0.95, num_repeat=4,
+            norm_adv_by_std_in_grpo=False, config=CONFIG,
+        )  # fmt: skip
+    message = str(err.value)
+    assert f"{len(keys) - 3} batch keys for {len(keys)} rows" in message
+    assert "samples per group" not in message and "rollout.n" not in message

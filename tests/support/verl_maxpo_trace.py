@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 TRACE_ENV = "VERL_MAXPO_TRACE_DIR"
-# verl/trainer/ppo/v1/trainer_base.py ~75 imports this name; `_compute_advantage` (~1775) calls it every step.
+# verl.trainer.ppo.v1.trainer_base imports this name; its `_compute_advantage` calls it every step.
 TRAINER_MODULE = "verl.trainer.ppo.v1.trainer_base"
 ADVANTAGE_FN = "compute_advantage_for_multi_trajectories"
 ROLLOUT_MODULE = "verl_maxpo.cpu.rollout"

@@ -32,20 +32,29 @@ def _add_replica(replica: ModuleType) -> None:
     replica.RolloutReplicaRegistry.register(ROLLOUT_NAME, _load_replica)
 
 
+def _add_platform(platform: ModuleType) -> None:
+    from verl_maxpo.cpu.platform import PLATFORM_NAME, PlatformCPU
+
+    if platform.PlatformRegistry.get(PLATFORM_NAME) is not PlatformCPU:
+        platform.PlatformRegistry.register(platform=PLATFORM_NAME)(PlatformCPU)
+
+
 def register() -> None:
     """Add the CPU platform and the hf_cpu rollout to verl's registries; patch verl only if VERL_PLATFORM=cpu.
 
     The rollout names go in right after verl first imports each rollout module (one-shot import hooks): importing
-    `verl.workers.rollout` here would add about 2 s to every `import verl`, in every process.
+    `verl.workers.rollout` here would add about 2 s to every `import verl`, in every process. Every step goes
+    through `verl_maxpo.compat`'s guarded step: a verl name that moved skips that step with one warning.
     """
-    from verl.plugin.platform import PlatformRegistry
+    from verl_maxpo import compat
 
+    if not compat.apply_now("platform_base", lambda _: None):  # platform.py subclasses it at import
+        return
     from verl_maxpo.cpu import patches
-    from verl_maxpo.cpu.platform import PLATFORM_NAME, PlatformCPU, cpu_selected
+    from verl_maxpo.cpu.platform import cpu_selected
 
-    if PlatformRegistry.get(PLATFORM_NAME) is not PlatformCPU:
-        PlatformRegistry.register(platform=PLATFORM_NAME)(PlatformCPU)
-    patches.patch_on_import("verl.workers.rollout.base", _add_adapter)
-    patches.patch_on_import("verl.workers.rollout.replica", _add_replica)
+    compat.apply_now("platform_registry", _add_platform)
+    compat.on_import("rollout_registry", _add_adapter)
+    compat.on_import("replica_registry", _add_replica)
     if cpu_selected():
         patches.apply()

@@ -1,29 +1,28 @@
 """Patches to verl 0.9.1, applied only when VERL_PLATFORM=cpu (see `verl_maxpo.cpu.register`).
 
-Each patch names the verl line it works around; none edits a verl file. `apply()` is idempotent. `patch_on_import`
-is also how `verl_maxpo.sessions` reaches verl's v1 trainer without importing it inside `import verl`.
+Each patch names the verl function it works around and is applied through `verl_maxpo.compat`'s guarded step
+(touch points `process_group`, `placement_check`, `unpinned_offload`); none edits a verl file. `apply()` is
+idempotent.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.abc
-import importlib.util
 import os
-import sys
-from collections.abc import Callable
+from types import ModuleType
 from typing import Any
+
+from verl_maxpo import compat
 
 _APPLIED = False
 
 
-def _patch_process_group() -> None:
-    """verl/utils/distributed.py ~89 builds backend f"cpu:gloo,{device}:{backend}", i.e. "cpu:gloo,cpu:gloo" on a
-    CPU, which torch refuses ("Duplicate device type cpu"). Default the backend to "cpu:gloo" instead.
+def _patch_process_group(distributed: ModuleType) -> None:
+    """verl's `initialize_global_process_group_ray` builds backend f"cpu:gloo,{device}:{backend}", i.e.
+    "cpu:gloo,cpu:gloo" on a CPU, which torch refuses ("Duplicate device type cpu"). Default the backend to
+    "cpu:gloo" instead.
 
-    Bound here, during `import verl`, before verl/workers/engine_workers.py imports the name."""
-    from verl.utils import distributed
-
+    Bound here, during `import verl`, before verl.workers.engine_workers imports the name."""
     original = distributed.initialize_global_process_group_ray
     if getattr(original, "_verl_maxpo_cpu", False):
         return
@@ -36,11 +35,10 @@ def _patch_process_group() -> None:
     distributed.initialize_global_process_group_ray = init_process_group_cpu
 
 
-def _patch_placement_check() -> None:
-    """verl/single_controller/ray/base.py ~146-155 asks Ray for bundles {"CPU": max_colocate_count, "GPU": 1} and
+def _patch_placement_check(base: ModuleType) -> None:
+    """verl's `RayResourcePool.get_placement_groups` asks Ray for bundles {"CPU": max_colocate_count, "GPU": 1} and
     then waits on `pg.ready()` forever if Ray cannot place them. Check first and fail with what to change."""
-    from verl.single_controller.ray.base import RayResourcePool
-
+    RayResourcePool = base.RayResourcePool  # noqa: N806  (verl's class)
     original = RayResourcePool.get_placement_groups
     if getattr(original, "_verl_maxpo_cpu", False):
         return
@@ -61,43 +59,10 @@ def _patch_placement_check() -> None:
     RayResourcePool.get_placement_groups = get_placement_groups_checked
 
 
-class _PatchOnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Runs `patch(module)` right after `name` is first imported. Importing verl's heavy modules inside
-    `import verl` (where the plugin runs) would be slow and circular, so patches to them wait for their import."""
-
-    def __init__(self, name: str, patch: Callable[[Any], None]) -> None:
-        self.name, self.patch, self._inner = name, patch, None
-
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname != self.name:
-            return None
-        sys.meta_path.remove(self)  # find the real spec without finding ourselves again
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None:
-            return None
-        self._inner, spec.loader = spec.loader, self
-        return spec
-
-    def create_module(self, spec: Any) -> Any:
-        return self._inner.create_module(spec)
-
-    def exec_module(self, module: Any) -> None:
-        self._inner.exec_module(module)
-        self.patch(module)
-
-
-def patch_on_import(name: str, patch: Callable[[Any], None]) -> None:
-    """Apply `patch` to module `name` now if it is imported, else right after its first import."""
-    if name in sys.modules:
-        patch(sys.modules[name])
-    elif not any(isinstance(f, _PatchOnImport) and (f.name, f.patch) == (name, patch) for f in sys.meta_path):
-        sys.meta_path.insert(0, _PatchOnImport(name, patch))
-
-
 def _unpinned_offload(module: Any) -> None:
-    """verl/workers/engine/fsdp/transformer_impl.py ~462 gives FSDP2 models that only run forward (the reference
-    model) `CPUOffloadPolicy(pin_memory=True)`; pinning needs an accelerator ("Cannot access accelerator device").
-    On a CPU the parameters already live in host memory: same policy, unpinned."""
+    """verl's FSDP engine (verl.workers.engine.fsdp.transformer_impl, where it builds the FSDP2 model) gives models
+    that only run forward (the reference model) `CPUOffloadPolicy(pin_memory=True)`; pinning needs an accelerator
+    ("Cannot access accelerator device"). On a CPU the parameters already live in host memory: same policy, unpinned."""
     policy = module.CPUOffloadPolicy
     if policy is None or getattr(policy, "_verl_maxpo_cpu", False):
         return
@@ -114,11 +79,12 @@ def apply() -> None:
     global _APPLIED
     if _APPLIED:
         return
-    # FSDP engines register for devices cuda/npu only (workers/engine/fsdp/transformer_impl.py ~1143); verl's own
-    # override (workers/engine/base.py ~399-405) picks the cuda entry, whose code is device-agnostic. Set here, not
-    # in the platform's __init__: verl's auto-detection instantiates every registered platform on any host.
+    # FSDP engines register for devices cuda/npu only (their `EngineRegistry.register` calls in
+    # verl.workers.engine.fsdp.transformer_impl); verl's VERL_ENGINE_DEVICE override (`EngineRegistry.get_engine_cls`
+    # in verl.workers.engine.base) picks the cuda entry, whose code is device-agnostic. Set here, not in the
+    # platform's __init__: verl's auto-detection instantiates every registered platform on any host.
     os.environ.setdefault("VERL_ENGINE_DEVICE", "cuda")
-    _patch_process_group()
-    _patch_placement_check()
-    patch_on_import("verl.workers.engine.fsdp.transformer_impl", _unpinned_offload)
+    compat.apply_now("process_group", _patch_process_group)
+    compat.apply_now("placement_check", _patch_placement_check)
+    compat.on_import("unpinned_offload", _unpinned_offload)
     _APPLIED = True

@@ -1,6 +1,6 @@
 """A 'cpu' platform for verl's platform registry (selected with VERL_PLATFORM=cpu; never auto-detected).
 
-verl 0.9.1 resolves its device through `verl.plugin.platform.get_platform()` (platform_manager.py ~86-117): the
+verl 0.9.1 resolves its device through `verl.plugin.platform.get_platform()` (in its platform_manager): the
 VERL_PLATFORM variable first, else the first registered platform whose `is_platform_available` says yes, else
 'nvidia'. This platform always answers no to auto-detection, so a machine without the opt-in resolves exactly as
 before; with VERL_PLATFORM=cpu, verl's device is 'cpu', its collective backend gloo, and `torch.cuda` calls made
@@ -85,10 +85,23 @@ class CPUDeviceModule:
     Stream = property(lambda self: _NoStream)
     Event = property(lambda self: _NoEvent)
 
+    # The memory statistics and pool controls verl calls through get_torch_device() (verl.utils.memory_utils,
+    # verl.utils.profiler.performance, verl.workers.engine_workers): no device pool on a CPU, so 0 / nothing.
+    def memory_allocated(self, *_: Any) -> int:
+        return 0
+
+    memory_reserved = max_memory_allocated = max_memory_reserved = memory_allocated
+
+    def reset_peak_memory_stats(self, *_: Any) -> None:
+        return None
+
+    reset_accumulated_memory_stats = ipc_collect = reset_peak_memory_stats
+
+    def set_per_process_memory_fraction(self, *_: Any) -> None:
+        return None
+
     def __getattr__(self, name: str) -> Any:
-        # memory_allocated, max_memory_reserved, reset_peak_memory_stats, ...: no device pool on a CPU.
-        if name.startswith(("memory", "max_memory", "reset_", "ipc_collect", "set_per_process")):
-            return lambda *args, **kwargs: 0
+        # Only the names above: anything else verl might start calling fails loudly instead of returning 0.
         raise AttributeError(f"verl-maxpo's CPU device module has no {name!r} (torch.cuda.{name} has no CPU meaning)")
 
 
@@ -118,13 +131,13 @@ class PlatformCPU(PlatformBase):
     """verl's platform interface on a CPU: device 'cpu', collectives over gloo, Ray resource 'GPU'.
 
     Ray's resource name stays "GPU" because verl's resource pools ask for one accelerator per worker
-    (single_controller/ray/base.py ~146) and count only GPU/NPU (~230-240): the recipe gives Ray a fake GPU slot
-    (`+ray_kwargs.ray_init.num_gpus=1`) and no CUDA is ever touched.
+    (`RayResourcePool.get_placement_groups`) and count only GPU/NPU (`RayResourcePool._check_resource_available`):
+    the recipe gives Ray a fake GPU slot (`+ray_kwargs.ray_init.num_gpus=1`) and no CUDA is ever touched.
     """
 
     def __init__(self) -> None:
         # No side effects: verl's auto-detection instantiates every registered platform on any host
-        # (platform_manager.py ~100). The engine override this platform needs is set by `patches.apply()`.
+        # (`get_platform` in verl.plugin.platform). The engine override this platform needs is set by `patches.apply()`.
         self._module = CPUDeviceModule()
 
     @property

@@ -1,8 +1,9 @@
 """The `hf_cpu` rollout: Hugging Face sampling on a CPU behind verl's async rollout interfaces.
 
 verl 0.9.1 rolls out only through an inference server (vLLM, SGLang, TRT-LLM): `rollout.name=hf` fails with
-"Rollout hf with mode async not found" (workers/rollout/base.py ~89-106, engine_workers.py ~667, replica side
-workers/rollout/replica.py ~388), and none of those servers installs for a CPU. Three pieces stand in:
+"Rollout hf with mode async not found" (`get_rollout_class` in verl.workers.rollout.base, called from the engine
+workers' `init_model`; replica side `get_rollout_replica_class`), and none of those servers installs for a CPU.
+Three pieces stand in:
   - `HFCPUServer`: a Ray actor holding an HF causal LM; `generate` queues each request, and the requests that arrive
     together are sampled in one batched call per set of sampling parameters (left padding, a KV cache), each
     answered with verl's `TokenOutput` and the sampled tokens' log-probs;
