@@ -347,10 +347,17 @@ def test_the_estimator_group_is_the_table_of_arms():
     from verl_maxpo.estimator_table import ARMS, ESTIMATORS, arm_reads_k
 
     assert sorted(p.stem for p in ESTIMATOR_GROUP.glob("*.yaml")) == sorted(ARMS)
+    shared = OmegaConf.create((ESTIMATOR_GROUP.parent / "maxpo_options.yaml").read_text())
     for arm, spec in ARMS.items():
         text = (ESTIMATOR_GROUP / f"{arm}.yaml").read_text()
         assert text.startswith("# @package _global_\n"), arm
-        algorithm = OmegaConf.create(text).algorithm
+        own = OmegaConf.create(text)
+        includes_shared = "/maxpo_options" in own.get("defaults", [])
+        # The shared lines stand once: an arm that lists maxpo_options repeats none of its keys.
+        if includes_shared:
+            assert not set(own.algorithm.get("maxpo", {})) & set(shared.algorithm.maxpo), arm
+        own.pop("defaults", None)
+        algorithm = (OmegaConf.merge(shared, own) if includes_shared else own).algorithm
         assert algorithm.adv_estimator == spec.estimator, arm
         options = OmegaConf.to_container(algorithm.maxpo) if "maxpo" in algorithm else {}
         assert {key: options.get(key) for key in spec.options} == dict(spec.options), arm
