@@ -260,3 +260,118 @@ def describe(values: Sequence[float | None]) -> tuple[float | None, float | None
     if len(xs) < 2:
         return mean, None
     return mean, math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One analysis, as the demo's summary and the report publish it
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def analyze(
+    per_seed: PerSeed,
+    seeds: Sequence[Any],
+    primary: str,
+    baseline: str,
+    extra_pairs: Sequence[tuple[str, str]] = (),
+    blocks: Sequence[Hashable] | None = None,
+) -> dict[str, Any]:
+    """The JSON-ready analysis: the per-seed values (one seed order for every arm), the primary metric, and the
+    comparisons on it (every arm against `baseline`, then `extra_pairs`), one Holm family. `blocks`: the base seed
+    of each position of `seeds`, for two levels of seeds."""
+    for arm, metrics in per_seed.items():
+        for metric, values in metrics.items():
+            if len(values) != len(seeds):
+                raise ValueError(f"{arm} {metric}: {len(values)} values for {len(seeds)} seeds")
+    pairs = default_pairs(list(per_seed), baseline, extra_pairs)
+    rows = compare(per_seed, primary, pairs, blocks) if pairs else []
+    return {
+        "seeds": list(seeds),
+        "base_seeds": list(blocks) if blocks is not None else None,
+        "per_seed": per_seed,
+        "primary_metric": primary,
+        "baseline": baseline,
+        "alpha": ALPHA,
+        "comparisons": [r.as_json() for r in rows],
+    }
+
+
+def _num(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else (f"{value:.3f}" if value >= 0.001 else f"{value:.1e}")
+
+
+def markdown(analysis: dict[str, Any], metric_label: str | None = None) -> list[str]:
+    """summary.md / report.md lines: the primary metric per arm with its 95% CI, then the tested comparisons with
+    their verdicts, then the paired differences on every other metric, descriptive only."""
+    per_seed, primary = analysis["per_seed"], analysis["primary_metric"]
+    label = metric_label or primary
+    blocks = analysis["base_seeds"]
+    two_level = blocks is not None and len(set(blocks)) >= 2
+    unit = "base seed" if two_level else "seed"
+    lines = [f"## Primary metric: {label}", ""]
+    if two_level:
+        lines += [
+            f"Two levels of seeds: {len(set(blocks))} base seeds (model init, warm start, held-out set) x RL seeds. "
+            "Every uncertainty below is over base seeds: per base seed the mean over its RL seeds, then mean, "
+            "standard error and t over those means, so the variance between warm starts is in the error bars.",
+            "",
+        ]
+    lines += [f"| arm | {unit}s | mean | ± SE | 95% CI of the mean |", "|---|---|---|---|---|"]
+    for arm in per_seed:
+        values = per_seed[arm][primary]
+        units = _unit_means(values, blocks) if two_level else [v for v in values if v is not None]
+        mean, se = describe(units)
+        ci = "n/a"
+        if mean is not None and se is not None and se > 0:
+            half = t_critical(len(units) - 1) * se
+            ci = f"[{mean - half:.4f}, {mean + half:.4f}]"
+        lines.append(f"| {arm} | {len(units)} | {_num(mean)} | {_num(se)} | {ci} |")
+    comps = analysis["comparisons"]
+    if comps:
+        lines += [
+            "",
+            f"**Verdicts on {label}.** Per {unit}, the arm's value minus the other's (same prompts, same warm start); "
+            f"a two-sided paired t-test over {unit}s (df = {unit}s - 1) and its 95% CI; p (Holm) is adjusted over the "
+            f'{len(comps)} comparison(s) on this metric. "better" / "worse" only where p (Holm) < {ALPHA}; '
+            'otherwise "no clear difference", which is not evidence that the arms are equal.',
+            "",
+            f"| arm | vs | {unit}s | difference | 95% CI | p | p (Holm) | verdict |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for c in comps:
+            ci = "n/a" if c["ci95"] is None else f"[{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}]"
+            cells = [c["arm"], c["baseline"], str(c["n"]), _num(c["diff"], True), ci, _p(c["p"]), _p(c["p_holm"])]
+            lines.append("| " + " | ".join(cells + [c["verdict"]]) + " |")
+        notes = [f"- {c['arm']} vs {c['baseline']}: {c['reason']}" for c in comps if c["reason"]]
+        lines += ["", *notes] if notes else []
+    others = [m for m in next(iter(per_seed.values()), {}) if m != primary]
+    pairs = [(c["arm"], c["baseline"]) for c in comps]
+    if others and pairs:
+        lines += [
+            "",
+            f"**Other metrics, descriptive only** (paired difference, mean ± SE over {unit}s; no test, no verdict: "
+            "the primary metric above is the one decided in advance).",
+            "",
+            "| arm | vs | " + " | ".join(others) + " |",
+            "|---|---|" + "---|" * len(others),
+        ]
+        for arm, base in pairs:
+            cells = []
+            for m in others:
+                mean, se = describe(unit_differences(per_seed[arm][m], per_seed[base][m], blocks))
+                cells.append("n/a" if mean is None else f"{mean:+.4f}" + ("" if se is None else f" ± {se:.4f}"))
+            lines.append(f"| {arm} | {base} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _unit_means(values: Sequence[float | None], blocks: Sequence[Hashable]) -> list[float]:
+    by_block: dict[Hashable, list[float]] = {}
+    for v, b in zip(values, blocks, strict=True):
+        if v is not None:
+            by_block.setdefault(b, []).append(v)
+    return [math.fsum(vs) / len(vs) for vs in by_block.values()]
