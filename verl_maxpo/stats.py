@@ -19,6 +19,7 @@ incomplete beta function, so nothing here needs scipy.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -375,3 +376,61 @@ def _unit_means(values: Sequence[float | None], blocks: Sequence[Hashable]) -> l
         if v is not None:
             by_block.setdefault(b, []).append(v)
     return [math.fsum(vs) / len(vs) for vs in by_block.values()]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Options of the two commands, and per-seed values from run folders (`verl-maxpo report`)
+# ----------------------------------------------------------------------------------------------------------------
+
+_METRIC = re.compile(r"^(?P<how>avg|final)_(?P<kind>pass|max)@(?P<k>[1-9]\d*)$")
+
+
+def metric_k(name: str) -> int:
+    """The k of a metric name `avg_pass@4` / `final_max@16` (checked: argparse type and report both use it)."""
+    match = _METRIC.match(name)
+    if match is None:
+        raise ValueError(f"{name!r} is not a metric name: use avg_pass@K, final_pass@K, avg_max@K or final_max@K")
+    return int(match["k"])
+
+
+@dataclass(frozen=True)
+class VerdictOptions:
+    """What to test: the primary metric (None: avg pass@K at the runs' trained K), the baseline arm (None: maxpo,
+    else the first arm) and extra arm-against-arm pairs."""
+
+    primary: str | None = None
+    baseline: str | None = None
+    compare: tuple[tuple[str, str], ...] = ()
+
+
+def per_seed_table(runs: Sequence[tuple[str, Any, dict[str, float | None]]]) -> tuple[list[Any], PerSeed]:
+    """(arm, seed label, {metric: value}) per run -> (seeds, per_seed) in one seed order for every arm (None where
+    an arm lacks a seed). Seeds are sorted, numbers before names; a label repeated within an arm is kept apart."""
+    cells: dict[str, dict[Any, dict[str, float | None]]] = {}
+    for arm, seed, metrics in runs:
+        label, i = seed, 2
+        while label in cells.setdefault(arm, {}):
+            label, i = f"{seed}#{i}", i + 1
+        cells[arm][label] = metrics
+    seeds = sorted(
+        {s for by_seed in cells.values() for s in by_seed}, key=lambda s: (not isinstance(s, int), str(s).zfill(12))
+    )
+    names = list(dict.fromkeys(m for by_seed in cells.values() for row in by_seed.values() for m in row))
+    per_seed = {arm: {m: [by_seed.get(s, {}).get(m) for s in seeds] for m in names} for arm, by_seed in cells.items()}
+    return seeds, per_seed
+
+
+def resolve(options: VerdictOptions, arms: Sequence[str], trained_k: int | None, kind: str) -> tuple[str, str]:
+    """The primary metric and baseline to use, or ValueError saying which option does not fit these runs."""
+    primary = options.primary
+    if primary is None:
+        if trained_k is None:
+            raise ValueError("the runs do not share one trained k (meta.json k): name the metric with --primary-metric")
+        primary = f"avg_{kind}@{trained_k}"
+    baseline = options.baseline or ("maxpo" if "maxpo" in arms else arms[0])
+    if baseline not in arms:
+        raise ValueError(f"--baseline {baseline!r} is not one of the arms ({', '.join(arms)})")
+    for a, b in options.compare:
+        if a not in arms or b not in arms:
+            raise ValueError(f"--compare {a}:{b}: both must be arms ({', '.join(arms)})")
+    return primary, baseline
