@@ -53,7 +53,7 @@ class DemoError(Exception):
 
 
 def _task(cfg: DemoConfig) -> AdditionTask:
-    return AdditionTask(cfg.digits, cfg.val_prompts, cfg.seed)
+    return AdditionTask(cfg.digits, cfg.val_prompts, cfg.seed, reward=cfg.reward)
 
 
 def _policy(cfg: DemoConfig, task: AdditionTask, state: dict[str, Any]) -> torch.nn.Module:
@@ -149,7 +149,7 @@ def run_demo(cfg: DemoConfig, stage: Path, command: str) -> str:
                 t0 = time.perf_counter()
                 states, infos = {}, {}
                 for base in cfg.base_seed_list:  # one warm start per base seed, each on its own task and init
-                    task = AdditionTask(cfg.digits, cfg.val_prompts, base)
+                    task = AdditionTask(cfg.digits, cfg.val_prompts, base, reward=cfg.reward)
                     model = build_policy(task, base, torch.device(cfg.device))
                     done = warm_start(
                         model, task, steps=cfg.sft_max_steps, seed=base, lr=cfg.sft_lr, batch=cfg.sft_batch,

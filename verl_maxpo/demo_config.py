@@ -68,6 +68,7 @@ class DemoConfig:
     k: int
     n: int
     digits: int
+    reward: str
     val_prompts: int
     sft_target: float
     sft_max_steps: int
@@ -141,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     """All options of the demo, each documented and range-checked where it is declared."""
     import torch
 
+    from verl_maxpo.addition_task import AdditionTask
+
     p = argparse.ArgumentParser(
         prog="verl-maxpo demo",
         description="End-to-end A/B of max@K advantage estimators on a synthetic addition task, on CPU, with "
@@ -176,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int_at_least(2), default=8, help="samples per training prompt (rollout.n)")
     # task
     p.add_argument("--digits", type=int_at_least(1), default=3, help=f"digits per operand (1..{MAX_DIGITS})")
+    p.add_argument(
+        "--reward", choices=AdditionTask.REWARDS, default="exact",
+        help="RL reward: exact (1 for an exact answer, else 0) or partial (the fraction of answer tokens right); "
+        "pass@k counts exact answers either way",
+    )  # fmt: skip
     p.add_argument("--val-prompts", type=int_at_least(1), default=64, help="held-out prompts, never trained on")
     # warm start (supervised)
     p.add_argument(

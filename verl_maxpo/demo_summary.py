@@ -19,6 +19,10 @@ from verl_maxpo.report_metrics import mean_se
 
 # The packages whose versions a table depends on (float kernels, sampling, tokenizer, verl's loss and advantages).
 PACKAGES = ("torch", "verl", "transformers", "tokenizers", "numpy", "omegaconf")
+REWARD_TEXT = {
+    "exact": "exact-match reward",
+    "partial": "partial-credit reward (fraction of response tokens right; pass@k counts exact answers)",
+}
 Histories = dict[str, dict[int, list[dict[str, float]]]]  # arm -> seed -> validations
 GradVar = dict[str, dict[str, dict[str, float]]]  # checkpoint -> arm -> statistics
 
@@ -114,7 +118,8 @@ def summarize(
         "",
         f"Command: `{prov['command']}`",
         "",
-        f"Task: {cfg.digits}-digit addition, exact-match reward. Policy: 2-layer Llama (random init), warm start "
+        f"Task: {cfg.digits}-digit addition, {REWARD_TEXT[cfg.reward]}. Policy: 2-layer Llama (random init), "
+        "warm start "
         f"{warm['steps']} supervised steps (sampled pass@1 on training prompts {warm['train_pass@1']:.4f}). "
         f"RL: {cfg.steps} steps x {cfg.prompts_per_step} prompts x n={cfg.n}, AdamW lr={cfg.lr}, "
         f"loss_agg_mode={cfg.loss_agg_mode}, k={cfg.k}, {seeds_text}. Validation: {cfg.val_prompts} "

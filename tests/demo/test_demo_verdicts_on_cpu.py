@@ -64,6 +64,7 @@ def test_quick_three_seeds_summary_recomputes(tmp_path: Path) -> None:
 def test_two_base_seeds_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = ["--quick", "--base-seeds", "2", "--seeds", "2", "--estimators", "maxpo,pkpo", "--sft-max-steps", "25"]
+    args += ["--reward", "partial"]
     assert demo.main([*args, "--no-progress", "--workers", "2", "--out", str(out)]) == 0
     data = json.loads((out / "summary.json").read_text())
     assert data["seeds"] == [0, 1, 2, 3] and data["base_seeds"] == [0, 0, 2, 2]
@@ -86,3 +87,10 @@ def test_two_base_seeds_end_to_end(tmp_path: Path) -> None:
 
     assert prompts(0) == prompts(1) and prompts(2) == prompts(3) and prompts(0) != prompts(2)
     assert "base seeds" in (out / "summary.md").read_text()
+    # partial credit: fractional scores in the dumps, while pass@1 counts exact answers only
+    for seed in range(4):
+        for step in (0, 2, 4):
+            lines = [json.loads(x) for x in (out / "runs" / f"pkpo_seed{seed}" / "val" / f"{step}.jsonl").open()]
+            scores = [x["score"] for x in lines]
+            assert all(s in (0.0, 0.25, 0.5, 0.75, 1.0) for s in scores)
+    assert any(0 < s < 1 for s in scores)
