@@ -412,9 +412,8 @@ def per_seed_table(runs: Sequence[tuple[str, Any, dict[str, float | None]]]) -> 
         while label in cells.setdefault(arm, {}):
             label, i = f"{seed}#{i}", i + 1
         cells[arm][label] = metrics
-    seeds = sorted(
-        {s for by_seed in cells.values() for s in by_seed}, key=lambda s: (not isinstance(s, int), str(s).zfill(12))
-    )
+    labels = {s for by_seed in cells.values() for s in by_seed}
+    seeds = sorted(labels, key=lambda s: (0, s, "") if isinstance(s, int) else (1, 0, str(s)))
     names = list(dict.fromkeys(m for by_seed in cells.values() for row in by_seed.values() for m in row))
     per_seed = {arm: {m: [by_seed.get(s, {}).get(m) for s in seeds] for m in names} for arm, by_seed in cells.items()}
     return seeds, per_seed

@@ -12,11 +12,15 @@ from verl_maxpo.stats import (
     NO_VERDICT,
     UNCLEAR,
     WORSE,
+    VerdictOptions,
     betainc,
     compare,
     default_pairs,
     holm,
+    metric_k,
     paired_t,
+    per_seed_table,
+    resolve,
     t_critical,
     t_two_sided_p,
     unit_differences,
@@ -180,3 +184,24 @@ def test_pairs_and_bad_lengths() -> None:
         unit_differences([0.1, 0.2], [0.1])
     with pytest.raises(KeyError):
         compare({"a": {"m": [0.1]}}, "m", [("a", "nope")])
+
+
+def test_per_seed_table_aligns_seeds_across_arms() -> None:
+    runs = [("a", 2, {"m": 0.2}), ("a", 1, {"m": 0.1}), ("b", 1, {"m": 0.5}), ("b", 1, {"m": 0.6}), ("b", "x", {})]
+    seeds, per_seed = per_seed_table(runs)
+    assert seeds == [1, 2, "1#2", "x"]  # numbers first, in order; a repeated label kept apart
+    assert per_seed == {"a": {"m": [0.1, 0.2, None, None]}, "b": {"m": [0.5, None, 0.6, None]}}
+
+
+def test_metric_names_and_defaults() -> None:
+    assert metric_k("avg_pass@4") == 4 and metric_k("final_max@16") == 16
+    for bad in ("pass@4", "avg_pass@0", "avg_pass@x", "mean_pass@4"):
+        with pytest.raises(ValueError):
+            metric_k(bad)
+    assert resolve(VerdictOptions(), ["grpo", "maxpo"], 4, "pass") == ("avg_pass@4", "maxpo")
+    assert resolve(VerdictOptions(baseline="grpo"), ["grpo", "pkpo"], 2, "max") == ("avg_max@2", "grpo")
+    assert resolve(VerdictOptions(), ["grpo", "pkpo"], 2, "pass")[1] == "grpo"
+    with pytest.raises(ValueError):
+        resolve(VerdictOptions(), ["a", "b"], None, "pass")  # no shared trained k and none named
+    with pytest.raises(ValueError):
+        resolve(VerdictOptions(compare=(("a", "c"),)), ["a", "b"], 1, "pass")
