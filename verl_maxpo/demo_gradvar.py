@@ -57,8 +57,10 @@ def gradient_variance(
         signal = mean.square().sum().item() - trace_cov / m
         loo_means = (G.sum(0, keepdim=True) - G) / (m - 1)
         cos = torch.nn.functional.cosine_similarity(G, loo_means, dim=1)
+        lo, hi = rel_var_interval(G)
         out[arm] = {
             "rel_var": trace_cov / signal if signal > 0 else math.inf,
+            "rel_var_ci95": [lo, hi],
             "cos_mean": float(torch.nan_to_num(cos).mean()),
             "mean_norm": mean.norm().item(),
             "zero_frac": float((G.abs().sum(1) == 0).double().mean()),
@@ -67,3 +69,20 @@ def gradient_variance(
         a, b = torch.stack(grads["maxpo"]).mean(0), torch.stack(grads["pkpo"]).mean(0)
         out["maxpo"]["cos_to_pkpo_mean"] = float(torch.nn.functional.cosine_similarity(a, b, dim=0))
     return out
+
+
+def rel_var_interval(draws: torch.Tensor, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of rel_var over the M draws (resampled with replacement). A resample's
+    mean and spread are quadratic forms in its multiplicity vector w, so all of them come from the draws' (M, M)
+    Gram matrix: |g_bar|^2 = w'Kw / M^2, sum_j w_j |g_j - g_bar|^2 = sum_j w_j K_jj - M |g_bar|^2."""
+    m = draws.shape[0]
+    gram = draws @ draws.T
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(m, (resamples, m), generator=gen)
+    w = torch.zeros(resamples, m, dtype=gram.dtype).scatter_add_(1, idx, torch.ones(resamples, m, dtype=gram.dtype))
+    mean_sq = ((w @ gram) * w).sum(1) / m**2
+    trace_cov = ((w * gram.diagonal()).sum(1) - m * mean_sq) / (m - 1)
+    signal = mean_sq - trace_cov / m
+    rel = torch.where(signal > 0, trace_cov / signal.clamp_min(1e-300), torch.full_like(signal, math.inf))
+    lo, hi = torch.quantile(rel, torch.tensor([0.025, 0.975], dtype=rel.dtype)).tolist()
+    return lo, hi

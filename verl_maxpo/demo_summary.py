@@ -154,13 +154,14 @@ def summarize(
         f"prompts x n={cfg.n}; every arm on the same samples. rel. variance = trace(Cov)/|E g|^2 "
         "(lower is better), cos = mean cosine of a draw to the mean of the other draws (higher is better).",
         "",
-        "| checkpoint | arm | rel. variance | cos to mean | zero-gradient draws |",
-        "|---|---|---|---|---|",
+        "| checkpoint | arm | rel. variance | 95% CI (bootstrap over draws) | cos to mean | zero-gradient draws |",
+        "|---|---|---|---|---|---|",
     ]
     for ckpt, per_arm in gradvar.items():
         for arm, s in per_arm.items():
             rel = "inf" if math.isinf(s["rel_var"]) else f"{s['rel_var']:.4f}"
-            lines.append(f"| {ckpt} | {arm} | {rel} | {s['cos_mean']:.4f} | {s['zero_frac']:.4f} |")
+            ci = "n/a" if "rel_var_ci95" not in s else "[" + ", ".join(f"{x:.4g}" for x in s["rel_var_ci95"]) + "]"
+            lines.append(f"| {ckpt} | {arm} | {rel} | {ci} | {s['cos_mean']:.4f} | {s['zero_frac']:.4f} |")
     agree = [
         f"{c}: {s['maxpo']['cos_to_pkpo_mean']:.4f}"
         for c, s in gradvar.items()
