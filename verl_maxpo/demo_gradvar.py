@@ -84,5 +84,7 @@ def rel_var_interval(draws: torch.Tensor, resamples: int = 2000, seed: int = 0) 
     trace_cov = ((w * gram.diagonal()).sum(1) - m * mean_sq) / (m - 1)
     signal = mean_sq - trace_cov / m
     rel = torch.where(signal > 0, trace_cov / signal.clamp_min(1e-300), torch.full_like(signal, math.inf))
-    lo, hi = torch.quantile(rel, torch.tensor([0.025, 0.975], dtype=rel.dtype)).tolist()
+    # outer order statistics, not interpolation: resamples with no signal are inf, and inf - inf is nan
+    lo = torch.quantile(rel, 0.025, interpolation="lower").item()
+    hi = torch.quantile(rel, 0.975, interpolation="higher").item()
     return lo, hi

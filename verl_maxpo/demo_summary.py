@@ -128,6 +128,12 @@ def summarize(
         "## Held-out pass@k, fractions (mean ± standard error over seeds)",
         "",
     ]
+    if cfg.base_seeds > 1:
+        lines += [
+            "Over all runs of an arm, as if independent: descriptive only. The runs of one base seed share a warm "
+            "start, so the uncertainty that counts is over base seeds (primary metric section).",
+            "",
+        ]
     head = ["arm", "step 0"] + [f"final pass@{k}" for k in ks] + [f"avg pass@{k} (steps > 0)" for k in ks]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arm, row in table.items():
