@@ -201,7 +201,8 @@ def run_meta(arm: str, seed: int, cfg: DemoConfig) -> RunMeta:
         seed=seed,
         config_name=arm,
         val_n=cfg.val_n,
-        settings={key: str(value) for key, value in spec.options.items()},
+        settings={key: str(value) for key, value in spec.options.items()}
+        | ({"base_seed": str(cfg.seed)} if cfg.base_seeds > 1 else {}),  # the report tests over base seeds too
     )
 
 

@@ -68,6 +68,7 @@ _TRAIN_METRICS = (
     "actor/ppo_kl",
 )
 _MAX_TRAIN_PANELS = 9
+_SEED_NUMBER = re.compile(r"^.+?[_\-.]?seed[_\-]?(\d+)$", re.IGNORECASE)  # as report_metrics.config_name
 
 HOW_TO_READ = (
     "**How to read this.** `max@k` is the expected best score among k of a prompt's n validation samples drawn "
@@ -283,11 +284,30 @@ def _add_verdicts(report: ReportMetrics, options: stats.VerdictOptions) -> None:
     metrics = shown if any(primary.endswith(f"_{m.name}") for m in shown) else metrics_for(report.ks)
     rows = []
     for run in report.runs:
-        match = re.match(r"^.+?[_\-.]?seed[_\-]?(\d+)$", run.name, re.IGNORECASE)
-        seed = int(match[1]) if match else [r.name for r in report.runs if r.group == run.group].index(run.name)
+        seed = _seed_number(run.name)
+        if seed is None:  # no seed<N> suffix: the run's position in its group
+            seed = [r.name for r in report.runs if r.group == run.group].index(run.name)
         rows.append((run.group, seed, _run_row(run, metrics)))
     seeds, per_seed = stats.per_seed_table(rows)
-    report.analysis = stats.analyze(per_seed, seeds, primary, baseline, options.compare)
+    report.analysis = stats.analyze(per_seed, seeds, primary, baseline, options.compare, _base_seeds(report, seeds))
+
+
+def _seed_number(run_name: str) -> int | None:
+    """N of a run named `<config>_seed<N>` (the suffix config_name strips), else None."""
+    match = _SEED_NUMBER.match(run_name)
+    return int(match[1]) if match else None
+
+
+def _base_seeds(report: ReportMetrics, seeds: list[Any]) -> list[str] | None:
+    """The base seed of each seed when every run's meta.json names one (`verl-maxpo demo --base-seeds`): the
+    verdicts then run over base seeds, as the demo's summary does. None when any run lacks one or they disagree."""
+    base: dict[Any, str] = {}
+    for run in report.runs:
+        b = run.meta.settings.get("base_seed") if run.meta is not None else None
+        seed = _seed_number(run.name)
+        if b is None or seed is None or base.setdefault(seed, b) != b:
+            return None
+    return [base[s] for s in seeds] if all(s in base for s in seeds) else None
 
 
 def write_report(

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from verl_maxpo import demo
+from verl_maxpo import demo, stats
+from verl_maxpo.report import write_report
 
 pytestmark = pytest.mark.slow  # runs the demo
 
@@ -94,3 +95,11 @@ def test_two_base_seeds_end_to_end(tmp_path: Path) -> None:
             scores = [x["score"] for x in lines]
             assert all(s in (0.0, 0.25, 0.5, 0.75, 1.0) for s in scores)
     assert any(0 < s < 1 for s in scores)
+    # `verl-maxpo report` over the same runs finds the base seeds in meta.json and reaches the same verdict
+    # (partial-credit scores: the report's default would be max@K, so name the demo's metric)
+    options = stats.VerdictOptions(primary="avg_pass@4")
+    result = write_report(sorted((out / "runs").iterdir()), tmp_path / "rep", verdicts=options)
+    assert result["base_seeds"] == ["0", "0", "2", "2"] and result["primary_metric"] == "avg_pass@4"
+    (again,) = result["comparisons"]
+    assert (again["arm"], again["unit"], again["n"]) == ("pkpo", "base seed", 2)
+    assert again["diff"] == pytest.approx(row["diff"], abs=1e-12) and again["verdict"] == row["verdict"]
