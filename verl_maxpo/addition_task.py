@@ -25,12 +25,16 @@ class AdditionTask:
     """
 
     SPECIALS = ("<pad>", "<s>", "</s>")
+    REWARDS = ("exact", "partial")  # the RL reward; `score` (exact match) is what pass@k counts either way
 
-    def __init__(self, digits: int, val_prompts: int, seed: int):
+    def __init__(self, digits: int, val_prompts: int, seed: int, reward: str = "exact"):
         from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
         from transformers import PreTrainedTokenizerFast
 
+        if reward not in self.REWARDS:
+            raise ValueError(f"reward must be one of {self.REWARDS}, got {reward!r}")
         self.digits = digits
+        self.reward_kind = reward
         vocab = {tok: i for i, tok in enumerate([*self.SPECIALS, *"0123456789+="])}
         char_level = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
         char_level.pre_tokenizer = pre_tokenizers.Split(Regex("."), "isolated")
@@ -79,6 +83,15 @@ class AdditionTask:
     def score(self, responses: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """1.0 for an exact answer followed by </s>, else 0.0 (a verifiable reward)."""
         return (responses == targets).all(dim=1).float()
+
+    def reward(self, responses: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The RL reward: `score` for "exact"; for "partial", the fraction of the digits+2 response tokens (answer
+        digits and </s>) that are right, so an exact answer still scores 1.0 and pass@k still counts exact answers,
+        but near misses get partial credit (rewards in {0, 1/(d+2), ..., 1}: the centered arms then differ by more
+        than a per-group weight)."""
+        if self.reward_kind == "exact":
+            return self.score(responses, targets)
+        return (responses == targets).float().mean(dim=1)
 
     def response_mask(self, responses: torch.Tensor) -> torch.Tensor:
         """1 up to and including the first </s>: tokens sampled after it are not part of the response."""

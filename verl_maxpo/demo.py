@@ -27,6 +27,7 @@ import shlex
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ class DemoError(Exception):
 
 
 def _task(cfg: DemoConfig) -> AdditionTask:
-    return AdditionTask(cfg.digits, cfg.val_prompts, cfg.seed)
+    return AdditionTask(cfg.digits, cfg.val_prompts, cfg.seed, reward=cfg.reward)
 
 
 def _policy(cfg: DemoConfig, task: AdditionTask, state: dict[str, Any]) -> torch.nn.Module:
@@ -83,15 +84,21 @@ def warm_gradvar_job(cfg: DemoConfig, warm_state: dict[str, Any], gv_arms: list[
     return gradient_variance(_policy(cfg, task, warm_state), task, cfg, gv_arms, progress)
 
 
-def make_jobs(cfg: DemoConfig, warm_state: dict[str, Any], runs: Path, gv_arms: list[str]) -> dict[str, Job]:
-    """Every job by name, longest first (an RL run that ends in a variance checkpoint) to keep the workers busy."""
+def make_jobs(
+    cfg: DemoConfig, warm_states: dict[int, dict[str, Any]], runs: Path, gv_arms: list[str]
+) -> dict[str, Job]:
+    """Every job by name, longest first (an RL run that ends in a variance checkpoint) to keep the workers busy.
+    `warm_states`: the warm start of each base seed; a run gets its base seed's config (task, held-out set)."""
 
     def run(arm: str, seed: int, with_gradvar: bool) -> Job:
-        return rl_job, (cfg, warm_state, arm, seed, runs / f"{arm}_seed{seed}", gv_arms if with_gradvar else [])
+        base = cfg.base_of(seed)
+        job_cfg = cfg if base == cfg.seed else replace(cfg, seed=base)
+        dest = runs / f"{arm}_seed{seed}"
+        return rl_job, (job_cfg, warm_states[base], arm, seed, dest, gv_arms if with_gradvar else [])
 
     first = {f"{arm}_seed{cfg.seed}": run(arm, cfg.seed, True) for arm in cfg.arms}
     rest = {f"{arm}_seed{s}": run(arm, s, False) for arm in cfg.arms for s in cfg.seed_list[1:]}
-    return {**first, **rest, "warm start": (warm_gradvar_job, (cfg, warm_state, gv_arms))}
+    return {**first, **rest, "warm start": (warm_gradvar_job, (cfg, warm_states[cfg.seed], gv_arms))}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -170,29 +177,34 @@ def run_demo(cfg: DemoConfig, stage: Path, command: str) -> str:
         if missing:
             raise DemoError(f"--estimators: {', '.join(missing)} not registered in verl; run `verl-maxpo check`")
         gv_arms = gradvar_arms(cfg.k, registry)
-        jobs = len(cfg.arms) * cfg.seeds + 1
+        jobs = len(cfg.arms) * len(cfg.seed_list) + 1
         workers = min(cfg.workers, jobs)
-        total = len(cfg.arms) * cfg.seeds * cfg.steps + (1 + len(cfg.arms)) * cfg.gradvar_draws
+        total = len(cfg.arms) * len(cfg.seed_list) * cfg.steps + (1 + len(cfg.arms)) * cfg.gradvar_draws
         timings: dict[str, float] = {}
         with DemoBar(total, workers, terminal, disable=cfg.no_progress) as bar:
 
-            def prepare() -> tuple[dict[str, Any], dict[str, Any]]:
+            def prepare() -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
                 t0 = time.perf_counter()
-                task = _task(cfg)
-                model = build_policy(task, cfg.seed, torch.device(cfg.device))
-                done = warm_start(
-                    model, task, steps=cfg.sft_max_steps, seed=cfg.seed, lr=cfg.sft_lr, batch=cfg.sft_batch,
-                    target=cfg.sft_target, temperature=cfg.temperature, on_step=bar.warm_step,
-                )  # fmt: skip
+                states, infos = {}, {}
+                for base in cfg.base_seed_list:  # one warm start per base seed, each on its own task and init
+                    base_cfg = cfg if base == cfg.seed else replace(cfg, seed=base)
+                    task = _task(base_cfg)
+                    model = build_policy(task, base, torch.device(cfg.device))
+                    done = warm_start(
+                        model, task, steps=cfg.sft_max_steps, seed=base, lr=cfg.sft_lr, batch=cfg.sft_batch,
+                        target=cfg.sft_target, temperature=cfg.temperature, on_step=bar.warm_step,
+                    )  # fmt: skip
+                    states[base] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    infos[base] = {"steps": done.steps, "train_pass@1": done.train_pass1, "loss": done.loss}
                 timings["warm start"] = time.perf_counter() - t0
                 bar.start_steps()
-                state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                return state, {"steps": done.steps, "train_pass@1": done.train_pass1, "loss": done.loss}
+                return states, infos
 
             t0 = time.perf_counter()
-            (warm_state, warm), results = run_jobs(
+            (_, warm_by_base), results = run_jobs(
                 prepare, lambda p: make_jobs(cfg, p[0], stage / "runs", gv_arms), workers, log, bar.step
             )
+            warm = {**warm_by_base[cfg.seed], "by_base_seed": {str(b): w for b, w in warm_by_base.items()}}
             timings["runs and gradient variance"] = time.perf_counter() - t0 - timings["warm start"]
         histories = {arm: {s: results[f"{arm}_seed{s}"][0] for s in cfg.seed_list} for arm in cfg.arms}
         gradvar = {"warm start": results["warm start"]}
@@ -200,7 +212,8 @@ def run_demo(cfg: DemoConfig, stage: Path, command: str) -> str:
         t0 = time.perf_counter()
         run_dirs = [stage / "runs" / f"{arm}_seed{s}" for arm in cfg.arms for s in cfg.seed_list]
         setting = (
-            f"{cfg.digits}-digit addition, n={cfg.n}, K={cfg.k}, {cfg.seeds} seed{'s' if cfg.seeds > 1 else ''}, "
+            f"{cfg.digits}-digit addition, n={cfg.n}, K={cfg.k}, {len(cfg.seed_list)} seed"
+            f"{'s' if len(cfg.seed_list) > 1 else ''}{f' ({cfg.base_seeds} base)' if cfg.base_seeds > 1 else ''}, "
             f"{cfg.val_prompts} held-out prompts x {cfg.val_n} samples"
         )
         write_report_files(run_dirs, stage, ks=cfg.val_ks, relative_to=stage, setting=setting)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from verl_maxpo.cli_args import MAX_SEED, flat_names, float_in, int_at_least
+from verl_maxpo.cli_args import MAX_SEED, flat_names, flat_parts, float_in, int_at_least
 from verl_maxpo.estimator_table import ARMS, ESTIMATORS, MaxPOOptions, arm_reads_k
 
 QUICK = {  # --quick: a smoke run of the whole pipeline (under a minute on 2 cores), used by the tests
@@ -92,9 +92,11 @@ class DemoConfig:
     arms: tuple[str, ...]
     seeds: int
     seed: int
+    base_seeds: int
     k: int
     n: int
     digits: int
+    reward: str
     val_prompts: int
     sft_target: float
     sft_max_steps: int
@@ -110,10 +112,23 @@ class DemoConfig:
     val_n: int
     gradvar_draws: int
     gradvar_prompts: int
+    primary_metric: str
+    baseline: str
+    compare: tuple[tuple[str, str], ...]
+
+    @property
+    def base_seed_list(self) -> list[int]:
+        """Base seed j is --seed + j * --seeds: each base seed's RL seeds follow it, so no two runs share a seed."""
+        return [self.seed + j * self.seeds for j in range(self.base_seeds)]
 
     @property
     def seed_list(self) -> list[int]:
-        return [self.seed + i for i in range(self.seeds)]
+        """Every RL seed, base seed by base seed (with one base seed: --seed, --seed + 1, ...)."""
+        return [b + i for b in self.base_seed_list for i in range(self.seeds)]
+
+    def base_of(self, seed: int) -> int:
+        """The base seed (model init, warm start, held-out set) of an RL seed."""
+        return self.seed + (seed - self.seed) // self.seeds * self.seeds
 
     @property
     def val_ks(self) -> list[int]:
@@ -122,11 +137,16 @@ class DemoConfig:
 
     def settings(self) -> dict[str, Any]:
         """The options that change results (for logs and summary.json): all but where and how to run."""
-        skip = {"out", "force", "no_progress", "workers"}
+        skip = {"out", "force", "no_progress", "workers", "primary_metric", "baseline", "compare"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "out": str(self.out), "arms": list(self.arms)}
+        return {
+            **asdict(self),
+            "out": str(self.out),
+            "arms": list(self.arms),
+            "compare": [list(p) for p in self.compare],
+        }
 
 
 def _device(text: str) -> str:
@@ -149,6 +169,8 @@ def _device(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """All options of the demo, each documented and range-checked where it is declared."""
     import torch
+
+    from verl_maxpo.addition_task import AdditionTask
 
     p = argparse.ArgumentParser(
         prog="verl-maxpo demo",
@@ -193,6 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--val-prompts", type=int_at_least(1, MAX_VAL_PROMPTS), default=64,
         help=f"held-out prompts, never trained on, 1..{MAX_VAL_PROMPTS} (and at most half the operand pairs)",
+    )  # fmt: skip
+    p.add_argument(
+        "--base-seeds", type=int_at_least(1, MAX_SEEDS), default=1,
+        help=f"base seeds (model init, warm start, held-out set), 1..{MAX_SEEDS}, each with --seeds RL seeds; base "
+        "seed j is --seed + j * --seeds. With 2 or more, verdicts are t-tests over base seeds (per-base-seed means)",
+    )  # fmt: skip
+    p.add_argument(
+        "--reward", choices=AdditionTask.REWARDS, default="exact",
+        help="RL reward: exact (1 for an exact answer, else 0) or partial (the fraction of answer tokens right); "
+        "pass@k counts exact answers either way",
     )  # fmt: skip
     # warm start (supervised)
     p.add_argument(
@@ -244,7 +276,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--gradvar-prompts", type=int_at_least(1, MAX_BATCH), default=16,
         help=f"prompts per gradient estimate, 1..{MAX_BATCH}",
     )  # fmt: skip
+    # verdicts (verl_maxpo.stats)
+    p.add_argument(
+        "--primary-metric", default=None, metavar="METRIC",
+        help="the metric that gets verdicts: avg_pass@K or final_pass@K for a validation K (default avg_pass@k, "
+        "the trained k); the others are shown descriptively",
+    )  # fmt: skip
+    p.add_argument("--baseline", default=None, metavar="ARM", help="the arm every other arm is tested against "
+                   "(default maxpo, or the first arm without maxpo)")  # fmt: skip
+    p.add_argument(
+        "--compare", nargs="+", default=[], metavar="ARM:ARM",
+        help="extra arm-against-arm tests, e.g. pkpo:grpo (same Holm family as the tests against the baseline)",
+    )  # fmt: skip
     return p
+
+
+def verdict_metrics(val_ks: list[int]) -> list[str]:
+    """The metrics a summary can give verdicts on: avg_pass@k then final_pass@k, for every validation k."""
+    return [f"avg_pass@{k}" for k in val_ks] + [f"final_pass@{k}" for k in val_ks]
+
+
+def _verdict_options(parser: argparse.ArgumentParser, args: argparse.Namespace, arms: list[str]) -> dict[str, Any]:
+    """--primary-metric, --baseline and --compare, checked against the arms and the validation k."""
+    val_ks = sorted({1, args.k, args.val_n})
+    primary = args.primary_metric if args.primary_metric is not None else f"avg_pass@{args.k}"
+    if primary not in verdict_metrics(val_ks):
+        parser.error(f"--primary-metric {primary!r}: choose from {', '.join(verdict_metrics(val_ks))}")
+    baseline = args.baseline if args.baseline is not None else ("maxpo" if "maxpo" in arms else arms[0])
+    if baseline not in arms:
+        parser.error(f"--baseline {baseline!r} is not among --estimators ({', '.join(arms)})")
+    pairs = []
+    for part in flat_parts(args.compare):
+        a, sep, b = part.partition(":")
+        if not sep or a not in arms or b not in arms or a == b:
+            parser.error(f"--compare {part!r}: give ARM:ARM, two different arms of --estimators ({', '.join(arms)})")
+        pairs.append((a, b))
+    return {"primary_metric": primary, "baseline": baseline, "compare": tuple(pairs)}
 
 
 def parse_config(argv: list[str] | None) -> DemoConfig:
@@ -284,5 +351,6 @@ def parse_config(argv: list[str] | None) -> DemoConfig:
     if not args.out.strip():
         parser.error("--out is empty; give a folder (--out . is the current folder)")
     values = {**vars(args), "out": Path(args.out).absolute(), "arms": tuple(arms)}
+    values |= _verdict_options(parser, args, arms)
     del values["estimators"]
     return DemoConfig(**values)

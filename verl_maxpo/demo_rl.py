@@ -51,7 +51,7 @@ def rollout(
     prompt_ids, target_ids = task.encode(pairs, device)
     prompt_ids = prompt_ids.repeat_interleave(group_size, 0)
     responses = sample(model, prompt_ids, task.response_len, temperature, gen)
-    scores = task.score(responses, target_ids.repeat_interleave(group_size, 0))
+    scores = task.reward(responses, target_ids.repeat_interleave(group_size, 0))
     # positional group ids (verl's trainer uses uuid4 strings): the same on every run, so nothing depends on them
     uid = np.array([f"p{i}" for i in range(len(pairs)) for _ in range(group_size)], dtype=object)
     return Rollout(prompt_ids, responses, task.response_mask(responses), scores, uid, group_size)
@@ -203,7 +203,8 @@ def run_meta(arm: str, seed: int, cfg: DemoConfig) -> RunMeta:
         seed=seed,
         config_name=arm,
         val_n=cfg.val_n,
-        settings={key: str(value) for key, value in spec.options.items()},
+        settings={key: str(value) for key, value in spec.options.items()}
+        | ({"base_seed": str(cfg.seed)} if cfg.base_seeds > 1 else {}),  # the report tests over base seeds too
     )
 
 

@@ -12,11 +12,16 @@ from typing import Any
 
 import numpy as np
 
+from verl_maxpo import stats
 from verl_maxpo.demo_config import DemoConfig, gradvar_skipped
 from verl_maxpo.report_metrics import mean_se
 
 # The packages whose versions a table depends on (float kernels, sampling, tokenizer, verl's loss and advantages).
 PACKAGES = ("torch", "verl", "transformers", "tokenizers", "numpy", "omegaconf")
+REWARD_TEXT = {
+    "exact": "exact-match reward",
+    "partial": "partial-credit reward (fraction of response tokens right; pass@k counts exact answers)",
+}
 Histories = dict[str, dict[int, list[dict[str, float]]]]  # arm -> seed -> validations
 GradVar = dict[str, dict[str, dict[str, float]]]  # checkpoint -> arm -> statistics
 
@@ -56,50 +61,25 @@ def run_metrics(history: list[dict[str, float]], ks: tuple[int, ...] | list[int]
     return row
 
 
-# Fewer seeds than this give no verdict: with 2, pass rates that move in fixed steps often differ by the same
-# amount on both seeds, an SE of 0 that would call any difference clear.
-MIN_SEEDS_FOR_VERDICT = 3
-
-
-def verdict(mean: float, se: float | None, seeds: int = MIN_SEEDS_FOR_VERDICT) -> str:
-    """ "ahead" / "behind" when |mean| > 2 SE, "level" otherwise; "n/a" without an SE or with under 3 seeds."""
-    if se is None or seeds < MIN_SEEDS_FOR_VERDICT:
-        return "n/a"
-    if abs(mean) > 2 * se:
-        return "ahead" if mean > 0 else "behind"
-    return "level"
-
-
-def paired_differences(
-    histories: Histories, ks: tuple[int, ...] | list[int], ref: str = "maxpo"
-) -> dict[str, dict[str, Any]]:
-    """Per arm other than `ref`: d_s = metric(arm, seed s) - metric(ref, seed s) over the seeds both ran (same seed,
-    same prompts and warm start), as mean and SE of d_s; per metric a verdict, and one for the row: "ahead" /
-    "behind" if some metric is clearly so and none the other way, "mixed" if both, "level" if none, "n/a" with
-    fewer than 3 seeds. Empty when `ref` is not among the arms; an arm sharing no seed with `ref` is left out."""
-    if ref not in histories:
-        return {}
-    ref_runs = histories[ref]
-    out: dict[str, dict[str, Any]] = {}
+def per_seed_values(cfg: DemoConfig, histories: Histories) -> tuple[list[int], dict[str, dict[str, list[Any]]]]:
+    """Every run's metrics in one seed order for every arm: (seeds, {arm: {metric: [value per seed]}}), None where
+    an arm lacks a seed. Metrics: step-0 pass@1, then final and avg pass@k for every validation k."""
+    seeds = sorted({s for by_seed in histories.values() for s in by_seed})
+    out: dict[str, dict[str, list[Any]]] = {}
     for arm, by_seed in histories.items():
-        seeds = sorted(set(by_seed) & set(ref_runs))
-        if arm == ref or not seeds:
-            continue
-        ours = [run_metrics(by_seed[s], ks) for s in seeds]
-        theirs = [run_metrics(ref_runs[s], ks) for s in seeds]
-        diffs = {}
-        for key in ours[0]:
-            d = mean_se([a[key] - b[key] for a, b in zip(ours, theirs, strict=True)])
-            diffs[key] = {"mean": d.mean, "se": d.se, "verdict": verdict(d.mean, d.se, len(seeds))}
-        verdicts = {v["verdict"] for v in diffs.values()}
-        if "n/a" in verdicts:
-            row_verdict = "n/a"
-        elif {"ahead", "behind"} <= verdicts:
-            row_verdict = "mixed"
-        else:
-            row_verdict = next((v for v in ("ahead", "behind") if v in verdicts), "level")
-        out[arm] = {"seeds": seeds, "diffs": diffs, "verdict": row_verdict}
-    return out
+        rows = {s: {"step0_pass@1": h[0]["val/pass@1"], **run_metrics(h, cfg.val_ks)} for s, h in by_seed.items()}
+        names = next(iter(rows.values())).keys()
+        out[arm] = {m: [rows[s][m] if s in rows else None for s in seeds] for m in names}
+    return seeds, out
+
+
+def analysis(cfg: DemoConfig, histories: Histories) -> dict[str, Any]:
+    """The verdicts of summary.json (verl_maxpo.stats): per-seed values, the primary metric, the comparisons."""
+    seeds, per_seed = per_seed_values(cfg, histories)
+    baseline = cfg.baseline if cfg.baseline in per_seed else next(iter(per_seed))
+    pairs = [p for p in cfg.compare if p[0] in per_seed and p[1] in per_seed]
+    blocks = [cfg.base_of(s) for s in seeds] if cfg.base_seeds > 1 else None
+    return stats.analyze(per_seed, seeds, cfg.primary_metric, baseline, pairs, blocks)
 
 
 def pass_table(cfg: DemoConfig, histories: Histories) -> dict[str, dict[str, tuple[float, float | None]]]:
@@ -143,20 +123,34 @@ def summarize(
     """Markdown summary (final and mean-over-training pass@k per arm, gradient variance, provenance) and its data."""
     ks = cfg.val_ks
     table = pass_table(cfg, histories)
+    seeds_text = f"{cfg.seeds} seed(s)"
+    if cfg.base_seeds > 1:
+        steps = ", ".join(f"{w['steps']}" for w in warm.get("by_base_seed", {}).values())
+        seeds_text = (
+            f"{cfg.base_seeds} base seeds {cfg.base_seed_list} (each its own model init, warm start and held-out "
+            f"set; warm-start steps {steps}; the figures just before are those of the first) x {cfg.seeds} RL seeds"
+        )
     lines = [
         "# MaxPO demo summary",
         "",
         f"Command: `{prov['command']}`",
         "",
-        f"Task: {cfg.digits}-digit addition, exact-match reward. Policy: 2-layer Llama (random init), warm start "
+        f"Task: {cfg.digits}-digit addition, {REWARD_TEXT[cfg.reward]}. Policy: 2-layer Llama (random init), "
+        "warm start "
         f"{warm['steps']} supervised steps (sampled pass@1 on training prompts {warm['train_pass@1']:.4f}). "
         f"RL: {cfg.steps} steps x {cfg.prompts_per_step} prompts x n={cfg.n}, AdamW lr={cfg.lr}, "
-        f"loss_agg_mode={cfg.loss_agg_mode}, k={cfg.k}, {cfg.seeds} seed(s). Validation: {cfg.val_prompts} "
+        f"loss_agg_mode={cfg.loss_agg_mode}, k={cfg.k}, {seeds_text}. Validation: {cfg.val_prompts} "
         f"held-out prompts x {cfg.val_n} samples.",
         "",
         "## Held-out pass@k, fractions (mean ± standard error over seeds)",
         "",
     ]
+    if cfg.base_seeds > 1:
+        lines += [
+            "Over all runs of an arm, as if independent: descriptive only. The runs of one base seed share a warm "
+            "start, so the uncertainty that counts is over base seeds (primary metric section).",
+            "",
+        ]
     head = ["arm", "step 0"] + [f"final pass@{k}" for k in ks] + [f"avg pass@{k} (steps > 0)" for k in ks]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arm, row in table.items():
@@ -169,27 +163,13 @@ def summarize(
         "point. Curves: report.md and the PNGs next to it.",
         "",
     ]
-    paired = paired_differences(histories, ks)
-    if paired:
-        lines += [
-            "## Paired differences against maxpo, fractions (mean ± standard error over seeds)",
-            "",
-            "Per seed, the arm's value minus maxpo's on the same seed (same prompts, same warm start), averaged "
-            "over the seeds both ran. Positive: the arm is ahead of maxpo. A mean more than 2 SE from 0 counts as a "
-            'clear difference over these seeds; "verdict" is ahead / behind if some column clearly is and none the '
-            "other way, mixed if both, level if none, n/a with fewer than 3 seeds.",
-            "",
-        ]
-        head = ["arm vs maxpo", "seeds"] + [f"final pass@{k}" for k in ks] + [f"avg pass@{k}" for k in ks]
-        lines += ["| " + " | ".join(head + ["verdict"]) + " |", "|" + "---|" * (len(head) + 1)]
-        for arm, p in paired.items():
-            diffs = p["diffs"]
-            cells = [arm, str(len(p["seeds"]))]
-            for key in [f"final_pass@{k}" for k in ks] + [f"avg_pass@{k}" for k in ks]:
-                d = diffs[key]
-                cells.append(f"{d['mean']:+.4f} ± " + ("n/a" if d["se"] is None else f"{d['se']:.4f}"))
-            lines.append("| " + " | ".join(cells + [p["verdict"]]) + " |")
-        lines.append("")
+    verdicts = analysis(cfg, histories)
+    lines += [
+        "Verdicts are given on one metric, named before the runs (the primary metric, --primary-metric); the "
+        "other metrics are descriptive.",
+        "",
+    ]
+    lines += stats.markdown(verdicts)
     lines += [
         "## Gradient variance at fixed parameters",
         "",
@@ -197,13 +177,16 @@ def summarize(
         f"prompts x n={cfg.n}; every arm on the same samples. rel. variance = trace(Cov)/|E g|^2 "
         "(lower is better), cos = mean cosine of a draw to the mean of the other draws (higher is better).",
         "",
-        "| checkpoint | arm | rel. variance | cos to mean | zero-gradient draws |",
-        "|---|---|---|---|---|",
+        "| checkpoint | arm | rel. variance | 95% CI (bootstrap over draws) | cos to mean | zero-gradient draws |",
+        "|---|---|---|---|---|---|",
     ]
     for ckpt, per_arm in gradvar.items():
         for arm, s in per_arm.items():
             rel = "unresolved*" if s["rel_var"] is None else f"{s['rel_var']:.4f}"
-            lines.append(f"| {ckpt} | {arm} | {rel} | {s['cos_mean']:.4f} | {s['zero_frac']:.4f} |")
+            ci = "n/a"
+            if s.get("rel_var_ci95"):
+                ci = "[" + ", ".join("unbounded*" if x is None else f"{x:.4g}" for x in s["rel_var_ci95"]) + "]"
+            lines.append(f"| {ckpt} | {arm} | {rel} | {ci} | {s['cos_mean']:.4f} | {s['zero_frac']:.4f} |")
     lines += gradvar_notes(cfg, gradvar)
     agree = [
         f"{c}: {s['maxpo']['cos_to_pkpo_mean']:.4f}"
@@ -230,7 +213,7 @@ def summarize(
         "Wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()),
         "",
     ]
-    data = {"table": table, "paired_vs_maxpo": paired, "gradvar": gradvar, "warm_start": warm}
+    data = {"table": table, **verdicts, "gradvar": gradvar, "warm_start": warm}
     data["gradvar_skipped"] = gradvar_skipped(cfg.k)
     data |= {"timings_s": timings, "provenance": prov}
     return "\n".join(lines), data

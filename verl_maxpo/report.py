@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from verl_maxpo import strict_json
+from verl_maxpo import stats, strict_json
 from verl_maxpo.cli_args import flat_ints, flat_parts, float_in
 from verl_maxpo.estimator_table import ARMS
 from verl_maxpo.outputs import OutputError, check_out, publish
@@ -71,6 +71,7 @@ _TRAIN_METRICS = (  # verl's names; the demo logs the same names for the same qu
     "batch/mixed_groups_frac",
 )
 _MAX_TRAIN_PANELS = 9
+_SEED_NUMBER = re.compile(r"^.+?[_\-.]?seed[_\-]?(\d+)$", re.IGNORECASE)  # as report_metrics.config_name
 
 HOW_TO_READ = (
     "**How to read this.** `max@k` is the expected best score among k of a prompt's n validation samples drawn "
@@ -234,6 +235,7 @@ def build_report(
     labels: Sequence[str] | None = None,
     groups: Sequence[str] | None = None,
     train_logs: Sequence[str | Path | None] | None = None,
+    verdicts: stats.VerdictOptions | None = None,
 ) -> tuple[ReportMetrics, list[RunData]]:
     """Read `run_dirs` and compute every number (see write_report for the arguments); also the runs as read."""
     _check_inputs(len(run_dirs), ks, labels, groups, train_logs)
@@ -278,7 +280,66 @@ def build_report(
         problems.errors,
         list(dict.fromkeys(problems.notes + warnings)),
     )
+    if verdicts is not None:
+        _add_verdicts(report, verdicts)
     return report, runs
+
+
+def _run_row(run: Any, metrics: Sequence[Metric]) -> dict[str, float | None]:
+    """One run's mean over the validations after step 0 and its final value, per metric (`avg_pass@4`, ...)."""
+    row: dict[str, float | None] = {}
+    for m in metrics:
+        later = [v for v in (s.values.get(m) for s in run.steps if s.step > 0) if v is not None]
+        row[f"avg_{m.name}"] = float(np.mean(later)) if later else None
+        row[f"final_{m.name}"] = run.summary[m].final.mean
+    return row
+
+
+def _add_verdicts(report: ReportMetrics, options: stats.VerdictOptions) -> None:
+    """Per-seed values of every seed group and the verdicts on the primary metric; a misfit option is an error."""
+    groups = [g.name for g in report.groups]
+    if len(groups) < 2:
+        return
+    trained = {r.meta.k for r in report.runs if r.meta is not None and r.meta.k is not None}
+    kind = "pass" if report.binary_scores else "max"
+    try:
+        primary, baseline = stats.resolve(options, groups, trained.pop() if len(trained) == 1 else None, kind)
+        if stats.metric_k(primary) not in report.ks:
+            raise ValueError(f"--primary-metric {primary}: k = {stats.metric_k(primary)} is not among the report's k "
+                             f"{report.ks}; add it with --k")  # fmt: skip
+    except ValueError as err:  # an option the user named that does not fit is an error; a default, a warning
+        (report.errors if options.primary or options.baseline or options.compare else report.warnings).append(
+            f"no verdicts: {err}"
+        )
+        return
+    shown = report.metrics  # pass@k only for 0/1 scores, unless the primary metric is a max@k
+    metrics = shown if any(primary.endswith(f"_{m.name}") for m in shown) else metrics_for(report.ks)
+    rows = []
+    for run in report.runs:
+        seed = _seed_number(run.name)
+        if seed is None:  # no seed<N> suffix: the run's position in its group
+            seed = [r.name for r in report.runs if r.group == run.group].index(run.name)
+        rows.append((run.group, seed, _run_row(run, metrics)))
+    seeds, per_seed = stats.per_seed_table(rows)
+    report.analysis = stats.analyze(per_seed, seeds, primary, baseline, options.compare, _base_seeds(report, seeds))
+
+
+def _seed_number(run_name: str) -> int | None:
+    """N of a run named `<config>_seed<N>` (the suffix config_name strips), else None."""
+    match = _SEED_NUMBER.match(run_name)
+    return int(match[1]) if match else None
+
+
+def _base_seeds(report: ReportMetrics, seeds: list[Any]) -> list[str] | None:
+    """The base seed of each seed when every run's meta.json names one (`verl-maxpo demo --base-seeds`): the
+    verdicts then run over base seeds, as the demo's summary does. None when any run lacks one or they disagree."""
+    base: dict[Any, str] = {}
+    for run in report.runs:
+        b = run.meta.settings.get("base_seed") if run.meta is not None else None
+        seed = _seed_number(run.name)
+        if b is None or seed is None or base.setdefault(seed, b) != b:
+            return None
+    return [base[s] for s in seeds] if all(s in base for s in seeds) else None
 
 
 def write_report(
@@ -292,6 +353,7 @@ def write_report(
     train_logs: Sequence[str | Path | None] | None = None,
     force: bool = False,
     relative_to: str | Path | None = None,
+    verdicts: stats.VerdictOptions | None = None,
 ) -> dict[str, Any]:
     """Compute the report of `run_dirs`, publish report.md and PNG curves into `out_dir`, and return the numbers as
     JSON-ready data (the shape `--json` prints).
@@ -308,6 +370,8 @@ def write_report(
         force: allow a non-empty folder that holds no report.
         relative_to: show run folders relative to this folder, and write straight into `out_dir` with no output
             policy, as write_report_files does (for a caller that publishes `out_dir` itself, like the demo).
+        verdicts: with two or more seed groups, per-seed values and paired t-tests with Holm on one metric
+            (verl_maxpo.stats); None: none.
 
     Returns:
         `to_json(report)` plus "report" (the markdown's path) and "plots". Bad input never raises: it is listed in
@@ -319,11 +383,12 @@ def write_report(
     """
     if relative_to is not None:
         return write_report_files(
-            run_dirs, out_dir, ks, pass_threshold, labels, groups, train_logs=train_logs, relative_to=relative_to
-        )
+            run_dirs, out_dir, ks, pass_threshold, labels, groups, train_logs=train_logs, relative_to=relative_to,
+            verdicts=verdicts,
+        )  # fmt: skip
     _check_inputs(len(run_dirs), ks, labels, groups, train_logs)
     check_out(out_dir, COMMAND, force, legacy=_old_report_files)
-    report, runs = build_report(run_dirs, ks, pass_threshold, labels, groups, train_logs)
+    report, runs = build_report(run_dirs, ks, pass_threshold, labels, groups, train_logs, verdicts)
     with publish(out_dir, COMMAND, force, legacy=_old_report_files) as out:
         result = _write_files(out.stage, report, runs)
     return _located(result, out.target)
@@ -340,12 +405,13 @@ def write_report_files(
     train_logs: Sequence[str | Path | None] | None = None,
     relative_to: str | Path | None = None,
     setting: str | None = None,
+    verdicts: stats.VerdictOptions | None = None,
 ) -> dict[str, Any]:
     """write_report without the output policy: write report.md and the PNGs straight into `folder` (created), for a
     command that publishes its own stage (the demo). `relative_to`: show run folders relative to this folder;
     `setting`: the line plot titles carry (default: `plot_setting`, from the runs' meta.json and names)."""
     _check_inputs(len(run_dirs), ks, labels, groups, train_logs)
-    report, runs = build_report(run_dirs, ks, pass_threshold, labels, groups, train_logs)
+    report, runs = build_report(run_dirs, ks, pass_threshold, labels, groups, train_logs, verdicts)
     if relative_to is not None:
         for entry in report.runs:
             entry.path = os.path.relpath(entry.path, relative_to)
@@ -433,6 +499,7 @@ def to_json(report: ReportMetrics) -> dict[str, Any]:
         "binary_scores": report.binary_scores,
         "errors": report.errors,
         "warnings": report.warnings,
+        **(report.analysis or {}),
     }
 
 
@@ -601,6 +668,8 @@ def _markdown(report: ReportMetrics, plots: list[Path]) -> str:
             lines += ["**Best**", ""] + _group_table(report.groups, metrics, final=False) + [""]
         else:
             lines += ["Each config has a single seed, so there are no standard errors.", ""]
+    if report.analysis is not None:
+        lines += stats.markdown(report.analysis)
     if plots:
         lines += ["## Curves", ""]
         lines += [f"![{p.stem}]({p.name})" for p in plots] + [""]
@@ -689,7 +758,34 @@ def _build_parser() -> argparse.ArgumentParser:
         help="write into a non-empty folder that holds no report (its files are never removed or overwritten)",
     )
     p.add_argument("--json", action="store_true", help="print the numbers as JSON on stdout")
+    p.add_argument(
+        "--primary-metric", type=_metric_name, default=None, metavar="METRIC",
+        help="with 2+ seed groups, the metric that gets verdicts (paired t over seeds, Holm across groups): "
+        "avg_pass@K, final_pass@K, avg_max@K or final_max@K (default: avg pass@K at the runs' meta.json k)",
+    )  # fmt: skip
+    p.add_argument("--baseline", default=None, metavar="GROUP",
+                   help="the seed group every other is tested against (default maxpo, else the first)")  # fmt: skip
+    p.add_argument("--compare", nargs="+", default=[], metavar="GROUP:GROUP",
+                   help="extra group-against-group tests, in the same Holm family")  # fmt: skip
     return p
+
+
+def _metric_name(text: str) -> str:
+    try:
+        stats.metric_k(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def _verdict_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> stats.VerdictOptions:
+    pairs = []
+    for part in flat_parts(args.compare):
+        a, sep, b = part.partition(":")
+        if not sep or not a or not b or a == b:
+            parser.error(f"--compare {part!r}: give GROUP:GROUP, two different seed groups")
+        pairs.append((a, b))
+    return stats.VerdictOptions(args.primary_metric, args.baseline, tuple(pairs))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -710,14 +806,16 @@ def main(argv: list[str] | None = None) -> int:
     # Names take both list forms (`--label a b`, `--label a,b`); paths (RUN_DIR, --train-log) only spaces.
     labels, groups = (_names(v) for v in (args.label, args.group))
     out = args.out if args.out is not None or args.json else DEFAULT_OUT
+    verdicts = _verdict_options(parser, args)
     try:
         if out is None:  # --json alone: the JSON on stdout is the whole output
-            report, _ = build_report(args.run_dirs, ks, args.pass_threshold, labels, groups, train_logs)
+            report, _ = build_report(args.run_dirs, ks, args.pass_threshold, labels, groups, train_logs, verdicts)
             result = {**to_json(report), "plots": [], "report": None}
         else:
             result = write_report(
-                args.run_dirs, out, ks, args.pass_threshold, labels, groups, train_logs=train_logs, force=args.force
-            )
+                args.run_dirs, out, ks, args.pass_threshold, labels, groups, train_logs=train_logs, force=args.force,
+                verdicts=verdicts,
+            )  # fmt: skip
     except OutputError as err:
         print(f"verl-maxpo report: error: {err}", file=sys.stderr)
         return 2

@@ -237,6 +237,7 @@ class ReportMetrics:
     binary_scores: bool  # all scores 0/1 and threshold in (0, 1]: pass@k and max@k are the same numbers
     errors: list[str]
     warnings: list[str]
+    analysis: dict[str, Any] | None = None  # per-seed values and verdicts (verl_maxpo.stats), when asked for
 
     @property
     def metrics(self) -> list[Metric]:
