@@ -70,13 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wheel", help=f"a local copy of the {WHEEL_FILE} wheel (offline machines); checked by sha256")
     p.add_argument("--cache", help="where the downloaded wheel is kept (default: $XDG_CACHE_HOME/verl-maxpo)")
     p.add_argument("--train-prompts", type=int_at_least(1), default=512, help="training problems")
-    p.add_argument("--test-prompts", type=int_at_least(1), default=64, help="held-out validation problems")
+    p.add_argument("--test-prompts", type=int_at_least(1), default=32, help="held-out validation problems")
     p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the problem generator")
     return p
 
 
 def options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"format": 1, "wheel_sha256": WHEEL_SHA256, "train_prompts": args.train_prompts,
+    from verl_maxpo.smol_task import KINDS
+
+    return {"format": 1, "wheel_sha256": WHEEL_SHA256, "kinds": list(KINDS), "train_prompts": args.train_prompts,
             "test_prompts": args.test_prompts, "seed": args.seed}  # fmt: skip
 
 
@@ -207,7 +209,6 @@ def build(stage: Path, opts: dict[str, Any], wheel: Path) -> dict[str, Any]:
         "source": {"requirement": REQUIREMENT, "wheel": WHEEL_FILE, "sha256": WHEEL_SHA256, "gguf": GGUF_MEMBER},
         "model": model,
         "data_source": smol_task.DATA_SOURCE,
-        "kinds": list(smol_task.KINDS),
         "build_seconds": round(time.perf_counter() - t0, 2),
     }
     (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -1,13 +1,15 @@
-"""The smol task: arithmetic word problems generated from a seed, answered as `Answer: <integer>`.
+"""The smol task: arithmetic problems generated from a seed, answered as `Answer: <integer>`.
 
 Each prompt is a short chat: two worked examples (user question, assistant reply ending in `Answer: N`), then the
 question. Without the examples SmolLM2-135M-Instruct rarely writes a parseable answer (9% of replies on plain
-two-digit addition); with them it follows the form in about 96% of replies, so the reward measures arithmetic,
-not format. Problem kinds (two or three operands, positive results):
+two-digit addition); with them it writes one in 70-96% of replies, so the reward measures arithmetic more than
+format. Problem kinds (`KINDS` is the mix the data uses):
+  add     a + b           two-digit operands
+  sub     a - b           two-digit operands, a >= b
+  add33   a + b           three-digit operands
   add3    a + b + c       two-digit operands
-  addsub  a + b - c       two-digit operands
-  mul     a * b           a two-digit, b one-digit (3-9)
-  muladd  a * b + c       a two-digit, b one-digit (3-9), c two-digit
+  addsub  a + b - c       two-digit operands, positive result
+  mul     a * m           a two-digit, m one-digit (3-9)
 Rewards: `verl_maxpo.smol_reward` (exact 0/1 and partial credit). Calibration against the real model is in
 docs/cpu-backend.md ("The smol task").
 """
@@ -19,7 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 DATA_SOURCE = "verl_maxpo/smol_arith"
-KINDS = ("add", "add3", "addsub", "mul")
+ALL_KINDS = ("add", "add33", "sub", "add3", "addsub", "mul")
+# The data's mix, calibrated on SmolLM2-135M-Instruct (docs/cpu-backend.md): two-digit sums and differences, where
+# errors are chancy (pass@8 about 3x pass@1); the three-operand and three-digit kinds solve ~0% and the
+# multiplications are bimodal per prompt (solved always or never), which leaves max@K nothing to gain.
+KINDS = ("add", "sub")
 
 
 @dataclass(frozen=True)
@@ -32,9 +38,14 @@ class Problem:
 
 def make_problem(rng: random.Random, kind: str) -> Problem:
     """One problem of `kind`, drawn from `rng`."""
-    a, b, c = rng.randint(11, 99), rng.randint(11, 99), rng.randint(11, 99)
-    if kind == "add":
+    if kind in ("add", "add33"):
+        low, high = (10, 99) if kind == "add" else (100, 999)
+        a, b = rng.randint(low, high), rng.randint(low, high)
         return Problem(kind, f"What is {a} + {b}?", a + b, f"{a} + {b} = {a + b}")
+    if kind == "sub":
+        a, b = sorted((rng.randint(10, 99), rng.randint(10, 99)), reverse=True)
+        return Problem(kind, f"What is {a} - {b}?", a - b, f"{a} - {b} = {a - b}")
+    a, b, c = rng.randint(11, 99), rng.randint(11, 99), rng.randint(11, 99)
     if kind == "add3":
         work = f"{a} + {b} = {a + b}\n{a + b} + {c} = {a + b + c}"
         return Problem(kind, f"What is {a} + {b} + {c}?", a + b + c, work)
@@ -45,7 +56,7 @@ def make_problem(rng: random.Random, kind: str) -> Problem:
     if kind == "mul":
         m = rng.randint(3, 9)
         return Problem(kind, f"What is {a} * {m}?", a * m, f"{a} * {m} = {a * m}")
-    raise ValueError(f"unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+    raise ValueError(f"unknown kind {kind!r}; kinds: {', '.join(ALL_KINDS)}")
 
 
 def reply(problem: Problem) -> str:
