@@ -134,9 +134,10 @@ class HFCPUServer:
         lengths = torch.zeros(rows, dtype=torch.long)
         past, step_ids, step_pos = None, ids, positions
         for step in range(int(budget.max())):
-            out = self.model(
-                input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=past, use_cache=True
-            )
+            # logits_to_keep=1: only the last position's logits (the prefill would otherwise project every prompt
+            # position onto the vocabulary: 2.4 GB and most of the prefill's time for 128 x 190 tokens x 49152).
+            out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=past,
+                             use_cache=True, logits_to_keep=1)  # fmt: skip
             past, logits = out.past_key_values, out.logits[:, -1].float()
             if temperature > 0:
                 logits = filter_logits(logits / temperature, top_k, top_p)
