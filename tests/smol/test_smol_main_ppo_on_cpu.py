@@ -51,6 +51,10 @@ def test_one_step_of_the_real_model_through_verls_trainer(assets: Path, tmp_path
         "actor_rollout_ref.rollout.val_kwargs.n=2", "data.train_batch_size=2",
         "actor_rollout_ref.actor.ppo_mini_batch_size=2", "data.max_response_length=32",
         "trainer.total_training_steps=1", "trainer.test_freq=1",
+        # 8 samples per step: every micro-batch must divide them
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8",
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8",
+        "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=8",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)  # fmt: skip
