@@ -7,6 +7,7 @@ Small settings (2 prompts x 4 samples, 32 tokens, 4 validation prompts x 2) keep
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -50,7 +51,7 @@ def test_one_step_of_the_real_model_through_verls_trainer(assets: Path, tmp_path
         f"+ray_kwargs.ray_init._temp_dir={ray_tmp}", "k=2", "actor_rollout_ref.rollout.n=4",
         "actor_rollout_ref.rollout.val_kwargs.n=2", "data.train_batch_size=2",
         "actor_rollout_ref.actor.ppo_mini_batch_size=2", "data.max_response_length=32",
-        "trainer.total_training_steps=1", "trainer.test_freq=1",
+        "trainer.total_training_steps=1", "trainer.test_freq=1", "reward.custom_reward_function.name=partial_credit",
         # 8 samples per step: every micro-batch must divide them
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8",
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8",
@@ -75,9 +76,12 @@ def test_one_step_of_the_real_model_through_verls_trainer(assets: Path, tmp_path
     (step,) = [r for r in rows if "actor/pg_loss" in r]
     for key in ("critic/score/mean", "timing_s/gen", "timing_s/old_log_prob", "timing_s/update_actor"):
         assert key in step, key
-    assert 0.0 <= step["critic/score/mean"] <= 1.0 and step["actor/grad_norm"] > 0
+    # 8 samples may all score the same (then every advantage is 0): only finite values are certain
+    assert 0.0 <= step["critic/score/mean"] <= 1.0 and math.isfinite(step["actor/grad_norm"])
     assert step["response_length/mean"] > 1  # replies are text, not an immediate end of turn
     dumps = sorted((tmp_path / "val").glob("*.jsonl"))
     assert [d.stem for d in dumps] == ["0", "1"]
     first = [json.loads(line) for line in dumps[0].read_text().splitlines()]
-    assert len(first) == 4 * 2 and all("<|im_start|>assistant" in r["input"] for r in first)
+    # the chat template was applied (verl's dump decodes without the special tokens): worked examples, then the turn
+    assert len(first) == 4 * 2 and all(r["input"].endswith("\nassistant\n") for r in first)
+    assert all("Answer: 210\nuser\nWhat is" in r["input"] for r in first)
