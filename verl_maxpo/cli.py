@@ -7,6 +7,7 @@ verl-maxpo variance  exact gradient-variance map of every A/B arm
 verl-maxpo demo      end-to-end A/B of the arms (maxpo, grpo, pkpo by default) on a CPU
 verl-maxpo launch    A/B arms of a recipe through verl's trainer, one run folder per arm (scripts/ab_launch.sh)
 verl-maxpo tiny-assets  tiny model, tokenizer and task for verl's trainer on a CPU (docs/cpu-backend.md)
+verl-maxpo smol-assets  SmolLM2-135M-Instruct and an arithmetic task for verl's trainer on a CPU
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("verl_maxpo.demo", "CPU end-to-end A/B of the arms on a synthetic task"),
     "launch": ("verl_maxpo.launch", "run A/B arms of a recipe (gsm8k, math, code, tiny) through verl's trainer"),
     "tiny-assets": ("verl_maxpo.tiny_assets", "tiny local model + task (parquet) for verl's trainer on a CPU"),
+    "smol-assets": ("verl_maxpo.smol_assets", "SmolLM2-135M-Instruct (from PyPI) + arithmetic task for a CPU"),
 }
 
 

@@ -17,6 +17,8 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "demo": ("transformers", "tokenizers", "omegaconf", "tqdm", "matplotlib", "pyarrow"),
     "bench": ("omegaconf", "tqdm"),
     "data": ("pyarrow", "tqdm", "datasets"),
+    # verl-maxpo smol-assets: the demo's packages plus gguf (transformers dequantizes the GGUF with it)
+    "smol": ("transformers", "tokenizers", "omegaconf", "tqdm", "matplotlib", "pyarrow", "gguf"),
 }
 # sub-command -> its extra (None: the core install is enough)
 COMMAND_EXTRAS: dict[str, str | None] = {
@@ -26,6 +28,7 @@ COMMAND_EXTRAS: dict[str, str | None] = {
     "bench": "bench",
     "variance": "report",
     "tiny-assets": "demo",
+    "smol-assets": "smol",
 }
 EXIT_MISSING_EXTRA = 3
 

@@ -39,11 +39,12 @@ ENVIRONMENT = """environment (unset: the recipe's value; set but empty: refused)
   ARMS           arms to compare, any whitespace between (default "maxpo grpo"); arms: {arms}
   RUN_ARMS       the part of ARMS this invocation runs (default ARMS); the report command names all of ARMS
   K N VAL_N SEED K of max@K, samples per training / validation prompt, the seed of every RNG
-  NGPUS NNODES   GPUs per node, nodes (not for tiny: one CPU rank)
-  MODEL_PATH     hub id or local checkpoint (not for tiny)
-  DATA_DIR       holds <task>/train.parquet and <task>/test.parquet (not for tiny)
+  NGPUS NNODES   GPUs per node, nodes (not for tiny and smol: one CPU rank)
+  MODEL_PATH     hub id or local checkpoint (tiny and smol: instead of the assets' model)
+  DATA_DIR       holds <task>/train.parquet and <task>/test.parquet (not for tiny and smol)
   OUT_DIR        one folder per run (default ./outputs/verl-maxpo); CKPT_DIR checkpoints (default OUT_DIR/checkpoints)
   TINY_ASSETS    tiny: model, data and reward (default OUT_DIR/tiny_assets, built when missing)
+  SMOL_ASSETS    smol: SmolLM2-135M-Instruct, data and reward (default ./smol_assets, built when missing)
   SANDBOX_URL    code: SandboxFusion run_code endpoint; ALLOW_LOCAL_CODE_EXEC=1 runs programs locally (guarded)
   DRY_RUN        1/true/yes: print the commands, run nothing; 0/false/no/empty: run
   VERBOSE        1: show verl's whole output (console.log always has it)
@@ -61,7 +62,10 @@ class TaskSpec:
     Attributes:
         folder: the recipe's folder under recipes/ (its run.sh runs this folder's tasks).
         prepare: the command that makes missing data, {dir} = the data folder.
-        cpu: verl's trainer on a CPU with the tiny assets (TINY_ASSETS instead of MODEL_PATH / DATA_DIR).
+        cpu: verl's trainer on a CPU with locally built assets (<ASSETS> instead of DATA_DIR).
+        assets: the recipe's key for the assets folder (its upper-case form is the environment variable).
+        assets_default: where the assets go when that variable is unset ({out_dir} = OUT_DIR; relative: the cwd).
+        threads: OMP_NUM_THREADS of every process of a CPU run.
         code: the reward executes model-written programs (SANDBOX_URL or ALLOW_LOCAL_CODE_EXEC=1).
     """
 
@@ -69,6 +73,9 @@ class TaskSpec:
     prepare: str
     cpu: bool = False
     code: bool = False
+    assets: str = ""
+    assets_default: str = ""
+    threads: int = 1
 
 
 # A new task is one line here plus its recipe.
@@ -76,10 +83,14 @@ TASKS: Mapping[str, TaskSpec] = {
     "gsm8k": TaskSpec("math", "python scripts/prepare_gsm8k.py --out-dir {dir}"),
     "math": TaskSpec("math", "python scripts/prepare_math.py --out-dir {dir}"),
     "code": TaskSpec("code", "python scripts/prepare_code.py --out-dir {dir}", code=True),
-    "tiny": TaskSpec("tiny", "verl-maxpo tiny-assets --out {dir}", cpu=True),
-}
+    "tiny": TaskSpec("tiny", "verl-maxpo tiny-assets --out {dir}", cpu=True, assets="tiny_assets",
+                     assets_default="{out_dir}/tiny_assets"),
+    # A real 135M model: 2 BLAS threads per process use the second core (the tiny model gains nothing from it).
+    "smol": TaskSpec("smol", "verl-maxpo smol-assets --out {dir}", cpu=True, assets="smol_assets",
+                     assets_default="smol_assets", threads=2),
+}  # fmt: skip
 DEFAULT_ARMS = "maxpo grpo"
-# The CPU platform, one BLAS thread per process (~17 processes share the cores), a private Ray cluster.
+# The CPU platform, the task's BLAS threads per process (~17 processes share the cores), a private Ray cluster.
 CPU_ENV = {"VERL_PLATFORM": "cpu", "OMP_NUM_THREADS": "1", "RAY_ADDRESS": "local"}
 LOGGER_ENV = "VERL_FILE_LOGGER_PATH"
 # The recipes list recipes/shared relative to the repository root; the launcher passes it absolute (any cwd).
@@ -178,7 +189,7 @@ class Settings:
     data_dir: str | None
     out_dir: str
     ckpt_dir: str
-    tiny_assets: str | None
+    assets: str | None  # the CPU task's assets folder
     sandbox_url: str | None
     local_exec: bool
     dry_run: bool
@@ -191,11 +202,13 @@ class Settings:
     def read(cls, env: Mapping[str, str], task: TaskSpec, cwd: Path) -> Settings:
         ints = {name: env_int(env, name.upper(), 0 if name == "seed" else 1) for name in ("k", "n", "val_n", "seed")}
         if task.cpu:
-            for name in ("MODEL_PATH", "DATA_DIR", "NGPUS", "NNODES"):
+            for name in ("DATA_DIR", "NGPUS", "NNODES"):
                 if name in env:
-                    raise LaunchError(f"the tiny task does not read {name} (it runs TINY_ASSETS on one CPU rank)")
+                    raise LaunchError(
+                        f"the {task.folder} task does not read {name} (it runs {task.assets.upper()} on one CPU rank)"
+                    )
         out_dir = absolute(env_path(env, "OUT_DIR", "outputs/verl-maxpo") or "", cwd)
-        assets = env_path(env, "TINY_ASSETS", f"{out_dir}/tiny_assets") if task.cpu else None
+        assets = env_path(env, task.assets.upper(), task.assets_default.format(out_dir=out_dir)) if task.cpu else None
         sandbox_url = env.get("SANDBOX_URL") or None
         local_exec = env.get("ALLOW_LOCAL_CODE_EXEC", "0") or "0"
         if task.code and local_exec not in ("0", "1"):
@@ -209,7 +222,7 @@ class Settings:
             data_dir=absolute(data_dir, cwd) if data_dir else None,
             out_dir=out_dir,
             ckpt_dir=absolute(env_path(env, "CKPT_DIR", f"{out_dir}/checkpoints") or "", cwd),
-            tiny_assets=absolute(assets, cwd) if assets else None,
+            assets=absolute(assets, cwd) if assets else None,
             sandbox_url=sandbox_url,
             local_exec=task.code and local_exec == "1",
             dry_run=env_flag(env, "DRY_RUN"),
@@ -267,11 +280,11 @@ def override_key(override: str) -> str:
 
 def managed_keys(task: TaskSpec) -> dict[str, str]:
     """Config key -> the setting that owns it (the run's name and meta.json follow these)."""
-    data = "TINY_ASSETS" if task.cpu else "DATA_DIR"
+    data = task.assets.upper() if task.cpu else "DATA_DIR"
     keys = {
         "data.train_files": data,
         "data.val_files": data,
-        "actor_rollout_ref.model.path": "TINY_ASSETS" if task.cpu else "MODEL_PATH",
+        "actor_rollout_ref.model.path": "MODEL_PATH",
         "actor_rollout_ref.rollout.n": "N",
         "actor_rollout_ref.rollout.val_kwargs.n": "VAL_N",
         "algorithm.maxpo.k": "K",
@@ -286,7 +299,7 @@ def managed_keys(task: TaskSpec) -> dict[str, str]:
         "reward.sandbox_fusion.url": "SANDBOX_URL",
     }
     if task.cpu:
-        keys["tiny_assets"] = "TINY_ASSETS"
+        keys[task.assets] = task.assets.upper()
     if task.code:  # the code recipe's guarded scorer stays; where it runs programs is SANDBOX_URL's choice
         keys |= dict.fromkeys(GUARDED_SCORER_KEYS, "SANDBOX_URL (or ALLOW_LOCAL_CODE_EXEC=1)")
     return keys
@@ -371,7 +384,7 @@ def plan_run(task_name: str, arm_name: str, s: Settings, user: Sequence[str]) ->
     config_dir = RECIPES / task.folder
     base = [SEARCHPATH, f"estimator={arm_name}"]
     if task.cpu:
-        base.append(f"tiny_assets={s.tiny_assets}")
+        base.append(f"{task.assets}={s.assets}")
     if s.data_dir:
         base += [f"data.train_files={s.data_dir}/{task_name}/train.parquet",
                  f"data.val_files={s.data_dir}/{task_name}/test.parquet"]  # fmt: skip
@@ -433,11 +446,12 @@ def plan_run(task_name: str, arm_name: str, s: Settings, user: Sequence[str]) ->
     meta = RunMeta(adv_estimator=arm.estimator, k=k, n=n, seed=seed, config_name=task_name, val_n=val_n,
                    settings=settings)  # fmt: skip
     argv = [s.python, "-m", "verl.trainer.main_ppo", "--config-path", str(config_dir), "--config-name", task_name]
-    env = {**(CPU_ENV if task.cpu else {}), LOGGER_ENV: str(folder.train_log)}
+    cpu_env = {**CPU_ENV, "OMP_NUM_THREADS": str(task.threads)} if task.cpu else {}
+    env = {**cpu_env, LOGGER_ENV: str(folder.train_log)}
     data_dir = str(Path(os.path.expanduser(str(train))).parent)
     hint = "build it with: " if task.cpu else "prepare it with: "
     return Run(arm_name, name, folder, [*argv, *overrides], env, meta, (str(train), str(val)),
-               hint + task.prepare.format(dir=s.tiny_assets if task.cpu else data_dir))  # fmt: skip
+               hint + task.prepare.format(dir=s.assets if task.cpu else data_dir))  # fmt: skip
 
 
 # ---- running verl ------------------------------------------------------------------------------------------
@@ -498,11 +512,12 @@ def run_verl(run: Run, s: Settings, redact: Redactor, out: TextIO) -> int:
     return status
 
 
-def prepare_tiny(s: Settings) -> None:
-    """Build the tiny assets (idempotent) and check that Ray can place verl's workers, before any folder."""
-    assert s.tiny_assets is not None
-    for argv in (["-m", "verl_maxpo", "tiny-assets", "--out", s.tiny_assets],
-                 ["-m", "verl_maxpo.cpu.preflight", "--assets", s.tiny_assets]):  # fmt: skip
+def prepare_assets(task: TaskSpec, s: Settings) -> None:
+    """Build the task's assets (idempotent) and check that Ray can place verl's workers, before any folder."""
+    assert s.assets is not None
+    command = task.prepare.split()[1]  # "tiny-assets", "smol-assets"
+    for argv in (["-m", "verl_maxpo", command, "--out", s.assets],
+                 ["-m", "verl_maxpo.cpu.preflight", "--assets", s.assets]):  # fmt: skip
         if subprocess.run([s.python, *argv], env=dict(s.environ), stdin=subprocess.DEVNULL).returncode != 0:
             raise LaunchError(f"`{shlex.join(['python', *argv])}` failed (its message is above)")
 
@@ -561,7 +576,7 @@ def _launch(args: argparse.Namespace, env: Mapping[str, str], cwd: Path, redact:
     # Every arm is named and checked before any starts: a bad setting fails now, not after hours of training.
     runs = {arm: plan_run(args.task, arm, s, user) for arm in arms}
     if not s.dry_run and task.cpu:
-        prepare_tiny(s)
+        prepare_assets(task, s)
     status = 0
     for arm in run_arms:
         run = runs[arm]
@@ -601,7 +616,7 @@ def _check_code_exec(env: Mapping[str, str]) -> None:
 def _report(task: str, runs: list[Run], s: Settings, everything_ran: bool) -> None:
     report = ["verl-maxpo", "report", *(str(r.folder.path) for r in runs), "--out", f"{s.out_dir}/report"]
     print()
-    if task == "tiny" and not s.dry_run and everything_ran:  # the CPU task ends in minutes: report right away
+    if TASKS[task].cpu and not s.dry_run and everything_ran:  # the CPU tasks run here: report right away
         print(f"# the report over every arm:\n{shlex.join(report)}", flush=True)
         from verl_maxpo.cli import main as cli_main
 

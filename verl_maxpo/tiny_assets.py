@@ -128,14 +128,14 @@ def existing_manifest(out: Path) -> dict[str, Any] | None:
     return manifest
 
 
-def validate_assets(folder: str | os.PathLike[str]) -> str | None:
-    """Why the tiny assets in `folder` cannot be used, or None when they can: every file is present, the model
-    config and tokenizer load, and both parquet files read with verl's RL columns and at least one row.
-    The CPU preflight should call this too before it hands the folder to verl."""
+def validate_assets(folder: str | os.PathLike[str], files: tuple[str, ...] = FILES) -> str | None:
+    """Why the tiny assets in `folder` cannot be used, or None when they can: every file of `files` is present,
+    the model config and tokenizer load, and both parquet files read with verl's RL columns and at least one row.
+    The CPU preflight should call this too before it hands the folder to verl (smol-assets reuses it)."""
     import pyarrow.parquet as pq
 
     root = Path(folder)
-    missing = [f for f in FILES if not (root / f).is_file()]
+    missing = [f for f in files if not (root / f).is_file()]
     if missing:
         return f"missing {', '.join(missing)}"
     try:

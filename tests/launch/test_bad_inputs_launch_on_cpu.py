@@ -129,7 +129,8 @@ REFUSALS = [
     ("empty-out-dir", AB, ['gsm8k'], {"OUT_DIR": ""}, ["OUT_DIR is empty"]),
     ("dry-run-word", AB, ['gsm8k'], {"DRY_RUN": "sure"}, ["DRY_RUN must be one of"]),
     ("dry-run-2", AB, ['gsm8k'], {"DRY_RUN": "2"}, ["DRY_RUN must be one of"]),
-    ("tiny-model-path", AB, ['tiny'], {"MODEL_PATH": "/m"}, ["does not read MODEL_PATH"]),
+    ("tiny-data-dir", AB, ['tiny'], {"DATA_DIR": "/d"}, ["does not read DATA_DIR"]),
+    ("smol-ngpus", AB, ['smol'], {"NGPUS": "2"}, ["does not read NGPUS"]),
 ]
 # fmt: on
 

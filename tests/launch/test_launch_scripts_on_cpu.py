@@ -72,7 +72,8 @@ def compose_printed(argvs: list[list[str]], env: dict[str, str] | None = None, c
 
 def test_wrappers_are_found():
     names = {p.relative_to(ROOT).as_posix() for p in WRAPPERS}
-    assert names == {"recipes/math/run.sh", "recipes/code/run.sh", "recipes/tiny/run.sh", "scripts/ab_launch.sh"}
+    assert names == {"recipes/math/run.sh", "recipes/code/run.sh", "recipes/tiny/run.sh", "recipes/smol/run.sh",
+                     "scripts/ab_launch.sh"}  # fmt: skip
 
 
 @pytest.mark.parametrize("script", WRAPPERS, ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -254,13 +255,13 @@ def test_ab_one_arm_per_node_set_still_names_both(run_main, tmp_path, fake_pytho
 def test_every_arm_of_the_table_gets_a_folder_named_after_it(run_main, tmp_path, task):
     """ARMS = every arm of the estimator table, in a dry run of every task; newline-separated too."""
     settings = {**dry_settings(tmp_path), "SANDBOX_URL": "http://sb:8080/run_code"}
-    if task == "tiny":
+    if launch.TASKS[task].cpu:
         settings = {k: v for k, v in settings.items() if k not in ("MODEL_PATH", "DATA_DIR", "NGPUS", "NNODES")}
     proc = run(run_main, AB, task, "trainer.total_epochs=1", ARMS="\n".join(ARMS), **settings)
     assert proc.code == 0, proc.err
     lines = proc.out.strip().splitlines()
     assert [line for line in lines if line.startswith("===")] == [f"=== {task}_{arm} ===" for arm in ARMS]
-    cmds = commands(proc.out, "VERL_PLATFORM=cpu " if task == "tiny" else "VERL_FILE_LOGGER_PATH=")
+    cmds = commands(proc.out, "VERL_PLATFORM=cpu " if launch.TASKS[task].cpu else "VERL_FILE_LOGGER_PATH=")
     names = [f"{task}_{arm}" + ("_k8" if launch.uses_k(spec) else "") + "_seed3" for arm, spec in ARMS.items()]
     out = tmp_path / "out"
     for argv, name, arm in zip(cmds, names, ARMS, strict=True):
@@ -294,6 +295,25 @@ def test_tiny_ab_dry_run_runs_every_arm_on_the_cpu_platform_and_verl_composes_it
     assert (
         cfg.data.train_files == f"{assets}/data/train.parquet" and cfg.actor_rollout_ref.model.path == f"{assets}/model"
     )
+
+
+def test_smol_dry_run_uses_two_threads_cwd_assets_and_takes_a_model_path(run_main, tmp_path, monkeypatch):
+    """The real-model task: SMOL_ASSETS defaults to ./smol_assets, 2 BLAS threads, validation in batches; MODEL_PATH
+    replaces the assets' model (the launcher does not refuse a real model, issue 27)."""
+    monkeypatch.chdir(tmp_path)
+    proc = run(run_main, AB, "smol", DRY_RUN="1", PYTHON=sys.executable, OUT_DIR=str(tmp_path / "out"), ARMS="maxpo")
+    assert proc.code == 0, proc.err
+    (argv,) = commands(proc.out, "VERL_PLATFORM=cpu ")
+    assert argv[:3] == ["VERL_PLATFORM=cpu", "OMP_NUM_THREADS=2", "RAY_ADDRESS=local"]
+    assert f"smol_assets={tmp_path}/smol_assets" in argv
+    (cfg,) = compose_printed([argv[7:]], env=dict(a.split("=", 1) for a in argv[:4]))
+    assert cfg.actor_rollout_ref.model.path == f"{tmp_path}/smol_assets/model" and cfg.data.val_batch_size == 16
+    assert cfg.actor_rollout_ref.rollout.dtype == "bfloat16" and cfg.algorithm.maxpo.k == 4
+    proc = run(run_main, AB, "tiny", DRY_RUN="1", PYTHON=sys.executable, OUT_DIR=str(tmp_path / "out"), ARMS="maxpo",
+               MODEL_PATH="/models/smol")  # fmt: skip
+    assert proc.code == 0, proc.err
+    (argv,) = commands(proc.out, "VERL_PLATFORM=cpu ")
+    assert "actor_rollout_ref.model.path=/models/smol" in argv
 
 
 def test_headline_keeps_what_a_person_reads():

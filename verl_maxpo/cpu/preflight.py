@@ -3,7 +3,7 @@
 Checks, cheapest first: verl's version (the backend relies on 0.9.x interfaces), torch's gloo backend, that
 `import verl` registers the CPU platform and the hf_cpu rollout (the `verl.plugins` entry point found this package),
 and that the Ray resources the recipe asks for can hold verl's bundles (otherwise verl waits forever). With
---assets DIR it also checks that DIR holds `verl-maxpo tiny-assets` output.
+--assets DIR it also checks that DIR holds `verl-maxpo tiny-assets` (or `smol-assets`) output.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers", type=int_at_least(1, 1024), default=1, help="trainer.n_gpus_per_node * trainer.nnodes, 1..1024"
     )
-    p.add_argument("--assets", help="a `verl-maxpo tiny-assets` folder to check")
+    p.add_argument("--assets", help="a `verl-maxpo tiny-assets` or `smol-assets` folder to check")
     return p
 
 
@@ -62,12 +62,20 @@ def problems(args: argparse.Namespace) -> list[str]:
     message = fit_message(args.num_cpus, args.num_gpus, need_cpus, need_gpus)
     if message:
         found.append(message)
+    assets = None if args.assets is None else Path(args.assets).expanduser()
     if args.assets is not None and not args.assets.strip():
-        found.append("--assets is empty; give the folder `verl-maxpo tiny-assets --out` wrote")
-    elif args.assets is not None:
+        found.append("--assets is empty; give the folder `verl-maxpo tiny-assets --out` or `smol-assets --out` wrote")
+    elif assets is not None and _is_smol(assets):
+        from verl_maxpo.smol_assets import validate_assets as validate_smol
+
+        if (damage := validate_smol(assets)) is not None:
+            found.append(
+                f"{args.assets} holds damaged smol assets ({damage}): "
+                f"run `verl-maxpo smol-assets --out {args.assets} --force`"
+            )
+    elif assets is not None:
         from verl_maxpo.tiny_assets import existing_manifest, validate_assets
 
-        assets = Path(args.assets).expanduser()
         if existing_manifest(assets) is None:
             found.append(f"{args.assets} holds no tiny assets: run `verl-maxpo tiny-assets --out {args.assets}`")
         elif (damage := validate_assets(assets)) is not None:
@@ -76,6 +84,12 @@ def problems(args: argparse.Namespace) -> list[str]:
                 f"run `verl-maxpo tiny-assets --out {args.assets} --force`"
             )
     return found
+
+
+def _is_smol(folder: Path) -> bool:
+    from verl_maxpo.outputs import owned_files
+
+    return bool(owned_files(folder, "smol-assets"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,18 +61,32 @@ def sampling_key(params: dict[str, Any]) -> tuple[float, int, float]:
     )
 
 
+def rollout_dtype(config: Any) -> torch.dtype:
+    """The sampler's dtype: `rollout.dtype` (verl's default bfloat16, the dtype of the FSDP actor's forward pass
+    under its mixed precision); float32 when the config names none."""
+    from verl.utils.torch_dtypes import PrecisionType
+
+    return PrecisionType.to_dtype(_get(config, "dtype", "float32"))
+
+
 class HFCPUServer:
-    """One rollout replica's sampler: an HF causal LM on the CPU, float32, eager attention."""
+    """One rollout replica's sampler: an HF causal LM on the CPU in `rollout_dtype`, eager attention.
+
+    The actor trains fp32 master weights but computes its forward pass in bf16 (FSDP mixed precision); a sampler
+    holding the fp32 weights would draw from a different policy after the first update (token KL 0.01-0.15 on
+    SmolLM2-135M). Holding the synced weights rounded to the same dtype keeps the two policies together.
+    """
 
     def __init__(self, config: Any, model_config: Any, replica_rank: int) -> None:
         from transformers import AutoModelForCausalLM
         from verl.utils.fs import copy_to_local
 
         self.config = config
+        self.dtype = rollout_dtype(config)
         path = copy_to_local(_get(model_config, "path"))
         self.model = AutoModelForCausalLM.from_pretrained(
             path,
-            torch_dtype=torch.float32,
+            dtype=self.dtype,
             attn_implementation="eager",
             trust_remote_code=bool(_get(model_config, "trust_remote_code", False)),
         ).eval()
@@ -121,9 +135,10 @@ class HFCPUServer:
         lengths = torch.zeros(rows, dtype=torch.long)
         past, step_ids, step_pos = None, ids, positions
         for step in range(int(budget.max())):
-            out = self.model(
-                input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=past, use_cache=True
-            )
+            # logits_to_keep=1: only the last position's logits (the prefill would otherwise project every prompt
+            # position onto the vocabulary: 2.4 GB and most of the prefill's time for 128 x 190 tokens x 49152).
+            out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=past,
+                             use_cache=True, logits_to_keep=1)  # fmt: skip
             past, logits = out.past_key_values, out.logits[:, -1].float()
             if temperature > 0:
                 logits = filter_logits(logits / temperature, top_k, top_p)
@@ -190,7 +205,8 @@ class HFCPUServer:
         )
 
     def load_weights(self, state: dict[str, torch.Tensor], global_steps: int | None = None) -> int:
-        """Load the actor's weights (HF names); returns how many tensors were loaded."""
+        """Load the actor's weights (HF names), rounded to the sampler's dtype; returns how many were loaded."""
+        state = {n: t.to(self.dtype) if t.is_floating_point() else t for n, t in state.items()}  # no-op if rounded
         result = self.model.load_state_dict(state, strict=False)
         if result.unexpected_keys:
             raise KeyError(f"hf_cpu rollout: weights the model does not have: {result.unexpected_keys[:5]}")
@@ -268,11 +284,13 @@ class HFCPUServerAdapter(BaseRollout):
     async def update_weights(self, weights: Any, wire_format: str = "named_tensors", **kwargs: Any) -> None:
         if wire_format != "named_tensors":
             raise NotImplementedError(f"the hf_cpu rollout takes full named tensors, not {wire_format!r}")
-        # Every rank drains the generator: FSDP gathers each full tensor collectively while it yields.
+        # Every rank drains the generator: FSDP gathers each full tensor collectively while it yields. The copy sent
+        # is already in the sampler's dtype (half the bytes of fp32 for bf16).
+        dtype = rollout_dtype(self.config)
         state = {}
         for name, tensor in weights:
             full = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
-            state[name] = full.detach().to("cpu", torch.float32, copy=True)
+            state[name] = full.detach().to("cpu", dtype if full.is_floating_point() else full.dtype, copy=True)
         if self.is_leader:
             if self._server is None:
                 self._server = ray.get_actor(server_name(self.replica_rank))
