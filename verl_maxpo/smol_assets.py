@@ -30,6 +30,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from verl_maxpo import strict_json
 from verl_maxpo.cli_args import int_at_least
 from verl_maxpo.outputs import OutputError, check_out, owned_files, publish
 
@@ -211,7 +212,7 @@ def build(stage: Path, opts: dict[str, Any], wheel: Path) -> dict[str, Any]:
         "data_source": smol_task.DATA_SOURCE,
         "build_seconds": round(time.perf_counter() - t0, 2),
     }
-    (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    (stage / MANIFEST).write_text(strict_json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
@@ -220,11 +221,8 @@ def build(stage: Path, opts: dict[str, Any], wheel: Path) -> dict[str, Any]:
 
 def existing_manifest(out: Path) -> dict[str, Any] | None:
     """The manifest.json of smol assets in `out`, None when `out` holds none."""
-    try:
-        manifest = json.loads((out / MANIFEST).read_text())
-    except (OSError, ValueError, RecursionError):
-        return None
-    return manifest if isinstance(manifest, dict) and "source" in manifest else None
+    manifest = strict_json.load_object(out / MANIFEST)
+    return manifest if manifest is not None and "source" in manifest else None
 
 
 def validate_assets(folder: str | os.PathLike[str]) -> str | None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
-__all__ = ["dumps", "finite"]
+__all__ = ["dumps", "finite", "load_object"]
 
 
 def finite(value: Any) -> Any:
@@ -31,3 +32,13 @@ def finite(value: Any) -> Any:
 def dumps(value: Any, **kwargs: Any) -> str:
     """json.dumps of `finite(value)` with allow_nan=False: the text is always valid JSON."""
     return json.dumps(finite(value), allow_nan=False, **kwargs)
+
+
+def load_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object stored at `path`, or None where there is none (missing, unreadable, not JSON, not an object):
+    how a command reads back a manifest it may or may not have written."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None

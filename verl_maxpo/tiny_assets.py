@@ -14,7 +14,6 @@ The task and policy are `verl_maxpo.addition_task`'s (the demo's). Nothing is do
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -119,11 +118,8 @@ def build(out: Path, opts: dict[str, Any]) -> dict[str, Any]:
 
 def existing_manifest(out: Path) -> dict[str, Any] | None:
     """The manifest.json of tiny assets in `out`, None when `out` holds none (files missing or no manifest)."""
-    try:
-        manifest = json.loads((out / MANIFEST).read_text())
-    except (OSError, ValueError, RecursionError):
-        return None
-    if not isinstance(manifest, dict) or not all((out / f).is_file() for f in FILES):
+    manifest = strict_json.load_object(out / MANIFEST)
+    if manifest is None or not all((out / f).is_file() for f in FILES):
         return None
     return manifest
 
