@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from verl_maxpo.cli_args import MAX_SEED, flat_names, flat_parts, float_in, int_at_least
-from verl_maxpo.estimator_table import ARMS, ESTIMATORS, MaxPOOptions, arm_reads_k
+from verl_maxpo.estimator_table import ARMS, ESTIMATORS, MaxPOOptions
 
 QUICK = {  # --quick: a smoke run of the whole pipeline (under a minute on 2 cores), used by the tests
     "digits": 2,
@@ -73,9 +73,6 @@ def gradvar_skipped(k: int) -> dict[str, str]:
 def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity, which a container or `taskset` narrows)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-reads_k = arm_reads_k  # the table's one definition (maxrl and verl's own arms read no k)
 
 
 @dataclass(frozen=True)

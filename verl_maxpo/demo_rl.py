@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from verl_maxpo.addition_task import AdditionTask, build_policy, response_log_probs, sample
-from verl_maxpo.demo_config import DemoConfig, reads_k
-from verl_maxpo.estimator_table import ARMS
+from verl_maxpo.demo_config import DemoConfig
+from verl_maxpo.estimator_table import ARMS, arm_reads_k
 from verl_maxpo.report_metrics import Metric, step_metrics
 from verl_maxpo.run_folder import RunFolder, RunMeta
 
@@ -198,7 +198,7 @@ def run_meta(arm: str, seed: int, cfg: DemoConfig) -> RunMeta:
     spec = ARMS[arm]
     return RunMeta(
         adv_estimator=spec.estimator,
-        k=cfg.k if reads_k(spec) else None,
+        k=cfg.k if arm_reads_k(spec) else None,
         n=cfg.n,
         seed=seed,
         config_name=arm,

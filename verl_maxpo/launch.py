@@ -252,9 +252,6 @@ def parse_arms(env: Mapping[str, str]) -> tuple[list[str], list[str]]:
     return arms, run_arms
 
 
-uses_k = arm_reads_k  # the table's one definition (maxrl and verl's own arms read no k)
-
-
 def check_group_size(arm_name: str, arm: ArmSpec, k: int | None, n: int) -> None:
     """The estimator table's rules: K >= min_k and N >= min_group_size(K); verl's own and K-free arms need N >= 2."""
     spec = ESTIMATORS.get(arm.estimator)
@@ -395,7 +392,7 @@ def plan_run(task_name: str, arm_name: str, s: Settings, user: Sequence[str]) ->
         ("actor_rollout_ref.rollout.n", s.n),
         ("actor_rollout_ref.rollout.val_kwargs.n", s.val_n),
         ("seed", s.seed),
-        ("k", s.k if uses_k(arm) else None),
+        ("k", s.k if arm_reads_k(arm) else None),
     ):
         if value is not None:
             base.append(f"{key}={value}")
@@ -407,7 +404,7 @@ def plan_run(task_name: str, arm_name: str, s: Settings, user: Sequence[str]) ->
     intended, _ = compose(config_dir, task_name, base)
     if select(intended, "algorithm.adv_estimator") != arm.estimator:
         raise LaunchError(f"recipes/shared/estimator/{arm_name}.yaml does not train {arm.estimator} (the table's arm)")
-    k = select(intended, "algorithm.maxpo.k") if uses_k(arm) else None
+    k = select(intended, "algorithm.maxpo.k") if arm_reads_k(arm) else None
     n, val_n, seed = (select(intended, key) for key in ("actor_rollout_ref.rollout.n",
                                                          "actor_rollout_ref.rollout.val_kwargs.n", "seed"))  # fmt: skip
     check_group_size(arm_name, arm, k, n)

@@ -18,7 +18,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from verl_maxpo import launch
-from verl_maxpo.estimator_table import ARMS
+from verl_maxpo.estimator_table import ARMS, arm_reads_k
 
 pytestmark = pytest.mark.slow  # composes recipes (verl's config) and runs verl's entry point in subprocesses
 
@@ -262,7 +262,7 @@ def test_every_arm_of_the_table_gets_a_folder_named_after_it(run_main, tmp_path,
     lines = proc.out.strip().splitlines()
     assert [line for line in lines if line.startswith("===")] == [f"=== {task}_{arm} ===" for arm in ARMS]
     cmds = commands(proc.out, "VERL_PLATFORM=cpu " if launch.TASKS[task].cpu else "VERL_FILE_LOGGER_PATH=")
-    names = [f"{task}_{arm}" + ("_k8" if launch.uses_k(spec) else "") + "_seed3" for arm, spec in ARMS.items()]
+    names = [f"{task}_{arm}" + ("_k8" if arm_reads_k(spec) else "") + "_seed3" for arm, spec in ARMS.items()]
     out = tmp_path / "out"
     for argv, name, arm in zip(cmds, names, ARMS, strict=True):
         assert argv[argv.index("--config-name") + 1] == task and f"estimator={arm}" in argv
