@@ -15,6 +15,9 @@ T = TypeVar("T", int, float)
 # The largest seed any command takes: numpy's and torch's generators take it, with room for the offsets the
 # commands add (seed + i per run, seed + 3 per stream).
 MAX_SEED = 2**32 - 1
+# The most prompts an assets command writes per split (tiny-assets, smol-assets): far above any CPU run's need,
+# and small enough that the parquet and the generator's memory stay in the hundreds of MB.
+MAX_PROMPTS = 100_000
 
 
 def int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:

