@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Device check of verl-maxpo's framework-free estimators: exactness on the device, then speed.
 
-Needs only torch and numpy: it puts this checkout on sys.path and imports `verl_maxpo.estimators`, `.groups` and
+Needs only torch and numpy: it puts this checkout on sys.path and imports `verl_maxpo.core.estimators`, `.groups` and
 `.estimator_table` (none of them imports verl, Ray or pandas; group ids are integer tensors, so groups.py never
 reaches for pandas). It
 
@@ -43,9 +43,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import verl_maxpo  # noqa: E402  (after the sys.path line above)
-from verl_maxpo.api import compute_advantages  # noqa: E402
-from verl_maxpo.estimator_table import ARMS, ESTIMATORS  # noqa: E402
-from verl_maxpo.estimator_table import KERNELS as TABLE_KERNELS  # noqa: E402
+from verl_maxpo.core.api import compute_advantages  # noqa: E402
+from verl_maxpo.core.table import ARMS, ESTIMATORS  # noqa: E402
+from verl_maxpo.core.table import KERNELS as TABLE_KERNELS  # noqa: E402
 
 TOLERANCE = 1e-9  # float64 on any device: the estimators sum ~1e-12 relative even at n in the thousands
 SHAPES = ((1024, 16), (256, 64), (64, 256))  # groups x samples for the timing

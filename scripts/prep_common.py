@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from verl_maxpo.outputs import OutputError, check_out, check_separate, owned_files, publish
+    from verl_maxpo.runs.outputs import OutputError, check_out, check_separate, owned_files, publish
 except ModuleNotFoundError:  # run from a checkout without installing the package: use the checkout's copy
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from verl_maxpo.outputs import OutputError, check_out, check_separate, owned_files, publish
+    from verl_maxpo.runs.outputs import OutputError, check_out, check_separate, owned_files, publish
 
 try:
     import pyarrow as pa

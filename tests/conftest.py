@@ -4,7 +4,7 @@ Each corpus case asserts one class of outcome:
   - an exact result (the test checks the value itself),
   - a refusal: non-zero exit, a message naming what is wrong, and no "Traceback" anywhere in the output,
   - files left as they were (the test snapshots them before and compares after).
-`run_cli` calls `verl_maxpo.cli.main` in-process (fast: no torch import per case), and `run_main` any other
+`run_cli` calls `verl_maxpo.cli.main.main` in-process (fast: no torch import per case), and `run_main` any other
 `main(argv)`; any exception other than SystemExit escapes and fails the test, which is exactly a raw traceback.
 `run_cmd` runs a subprocess (shell launchers, prep scripts) with a hard timeout.
 """
@@ -69,7 +69,7 @@ def run_main(capsys: pytest.CaptureFixture[str]) -> Callable[..., Outcome]:
 @pytest.fixture
 def run_cli(run_main: Callable[..., Outcome]) -> Callable[..., Outcome]:
     """`run_cli("report", str(path), "--k", "0")` -> Outcome of `verl-maxpo report ... --k 0`, in-process."""
-    from verl_maxpo.cli import main
+    from verl_maxpo.cli.main import main
 
     return lambda *args: run_main(main, *args)
 

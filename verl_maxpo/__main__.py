@@ -2,6 +2,6 @@
 
 import sys
 
-from verl_maxpo.cli import main
+from verl_maxpo.cli.main import main
 
 sys.exit(main())

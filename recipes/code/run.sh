@@ -4,10 +4,10 @@
 #   bash recipes/code/run.sh code [estimator=<arm>] [hydra overrides...]     # arm: maxpo unless estimator=...
 #   DRY_RUN=1 bash recipes/code/run.sh code estimator=grpo                   # print the exact command; run nothing
 #
-# Settings come from the environment, as for scripts/ab_launch.sh (`python -m verl_maxpo.launch --help`).
-# All the logic is in verl_maxpo/launch.py (`verl-maxpo launch --one`); this wrapper only runs it from this checkout.
+# Settings come from the environment, as for scripts/ab_launch.sh (`python -m verl_maxpo.launch.main --help`).
+# All the logic is in verl_maxpo/launch/main.py (`verl-maxpo launch --one`); this wrapper only runs it from this checkout.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
-exec "${PYTHON:-python3}" -m verl_maxpo.launch --one --folder code "$@"
+exec "${PYTHON:-python3}" -m verl_maxpo.launch.main --one --folder code "$@"

@@ -1,4 +1,4 @@
-"""verl_maxpo.code_reward: guarded local scoring of model-written programs, for real (no mocks).
+"""verl_maxpo.code.reward: guarded local scoring of model-written programs, for real (no mocks).
 
 Each case runs a small program through the guarded scorer and checks its score: correct / partly correct /
 wrong programs score 1 / 0.5 / 0 as under verl's prime_code; a program that reads secrets from the environment
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from verl_maxpo import code_reward
+from verl_maxpo.code import reward as code_reward
 
 pytestmark = pytest.mark.slow  # every case runs model-written programs in subprocesses
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from verl_maxpo import code_reward
-from verl_maxpo.code_sandbox import LEVELS, CodeExecRefused
-from verl_maxpo.launch import SEARCHPATH
+from verl_maxpo.code import reward as code_reward
+from verl_maxpo.code.sandbox import LEVELS, CodeExecRefused
+from verl_maxpo.launch.main import SEARCHPATH
 
 pytestmark = pytest.mark.slow
 
@@ -49,15 +49,15 @@ def compose(*overrides: str, with_hydra: bool = False):
 
 def test_the_recipe_routes_every_score_through_the_guarded_scorer():
     cfg = compose(with_hydra=True)
-    assert cfg.reward.custom_reward_function.path == "pkg://verl_maxpo.code_reward"
+    assert cfg.reward.custom_reward_function.path == "pkg://verl_maxpo.code.reward"
     assert cfg.reward.custom_reward_function.reward_kwargs.allow_local_exec is False
-    assert cfg.hydra.callbacks.verl_maxpo_code_exec._target_ == "verl_maxpo.code_guard.CodeExecGuard"
+    assert cfg.hydra.callbacks.verl_maxpo_code_exec._target_ == "verl_maxpo.code.guard.CodeExecGuard"
 
 
 def test_composed_without_sandbox_or_opt_in_verls_loader_gives_a_scorer_that_refuses():
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
-    from verl_maxpo.code_guard import check_config
+    from verl_maxpo.code.guard import check_config
 
     cfg = compose()
     with pytest.raises(CodeExecRefused, match="neither reward.sandbox_fusion.url nor"):
@@ -70,7 +70,7 @@ def test_composed_without_sandbox_or_opt_in_verls_loader_gives_a_scorer_that_ref
 def test_composed_with_the_opt_in_verls_loader_scores_locally():
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
-    from verl_maxpo.code_guard import check_config
+    from verl_maxpo.code.guard import check_config
 
     cfg = compose(LOCAL)
     assert check_config(cfg) == "local"
@@ -83,7 +83,7 @@ def test_composed_with_a_sandbox_url_scoring_goes_to_verls_sandbox_fusion(monkey
     from verl.trainer.ppo.reward import get_custom_reward_fn
     from verl.utils.reward_score import sandbox_fusion
 
-    from verl_maxpo.code_guard import check_config
+    from verl_maxpo.code.guard import check_config
 
     calls = []
     monkeypatch.setattr(sandbox_fusion, "compute_score", lambda *a, **k: calls.append(a) or (0.25, []))
@@ -198,7 +198,7 @@ def _score_in_a_process_with_a_secret(scorer: str, body: str) -> str:
     environment a process was started with (a setenv in this process would not be visible there)."""
     code = (
         "import json, sys\n"
-        "from verl_maxpo import code_reward\n"
+        "from verl_maxpo.code import reward as code_reward\n"
         "from verl.utils.reward_score import prime_code\n"
         f"solution, tests = {program(body)!r}, {TESTS!r}\n"
         "if sys.argv[1] == 'guarded':\n"

@@ -52,7 +52,7 @@ PREFLIGHT_CASES = [
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from verl_maxpo.tiny_assets import main
+    from verl_maxpo.tasks.tiny.assets import main
 
     out = tmp_path_factory.mktemp("built") / "assets"
     assert main(["--out", str(out)]) == 0

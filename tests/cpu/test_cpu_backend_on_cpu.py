@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from verl_maxpo.estimator_table import ESTIMATORS
+from verl_maxpo.core.table import ESTIMATORS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,8 @@ print(json.dumps({
     "pg_init_patched": hasattr(distributed.initialize_global_process_group_ray, "_verl_maxpo_cpu"),
     "placement_patched": hasattr(RayResourcePool.get_placement_groups, "_verl_maxpo_cpu"),
     "import_hooks": sorted(f.name for f in sys.meta_path if "verl_maxpo" in type(f).__module__),
-    "heavy_modules": sorted(m for m in ("matplotlib", "verl_maxpo.demo", "verl_maxpo.report", "verl_maxpo.cpu.rollout")
+    "heavy_modules": sorted(m for m in ("matplotlib", "verl_maxpo.tools.demo.main", "verl_maxpo.tools.report.main",
+                                          "verl_maxpo.cpu.rollout")
                             if m in sys.modules),
 }))
 """
@@ -151,6 +152,6 @@ def test_filter_logits_keeps_top_k_and_top_p() -> None:
      ("", "085", 0.0), ("0851", "085", 0.5)],
 )  # fmt: skip
 def test_tiny_reward_gives_partial_credit(response: str, truth: str, score: float) -> None:
-    from verl_maxpo.cpu.tiny_reward import compute_score
+    from verl_maxpo.tasks.tiny.reward import compute_score
 
     assert compute_score("verl_maxpo/tiny_addition", response, truth) == pytest.approx(score)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from verl_maxpo.launch import SEARCHPATH
+from verl_maxpo.launch.main import SEARCHPATH
 
 REPO = Path(__file__).resolve().parents[2]
 SUPPORT = REPO / "tests" / "support"  # sitecustomize.py + verl_maxpo_trace.py
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from verl_maxpo.tiny_assets import main
+    from verl_maxpo.tasks.tiny.assets import main
 
     out = tmp_path_factory.mktemp("tiny") / "assets"
     assert main(["--out", str(out)]) == 0
@@ -144,7 +144,7 @@ def test_main_ppo_trains_maxpo_on_cpu(assets: Path, tmp_path: Path) -> None:
 
 
 def check_maxpo(rec: dict) -> None:
-    from verl_maxpo.estimators import maxpo_advantages
+    from verl_maxpo.core.estimators import maxpo_advantages
 
     assert rec["estimator"] == "maxpo"
     scores = torch.tensor(rec["score"], dtype=torch.float32)

@@ -19,10 +19,13 @@ import pytest
 import torch
 from verl.trainer.ppo import core_algos
 
-from verl_maxpo import demo, demo_config, demo_gradvar, demo_rl
-from verl_maxpo.addition_task import AdditionTask, build_policy, response_log_probs, warm_start
-from verl_maxpo.estimator_table import ARMS, arm_reads_k
-from verl_maxpo.estimators import maxpo_advantages, pkpo_advantages
+from verl_maxpo.core.estimators import maxpo_advantages, pkpo_advantages
+from verl_maxpo.core.table import ARMS, arm_reads_k
+from verl_maxpo.tasks.addition import AdditionTask, build_policy, response_log_probs, warm_start
+from verl_maxpo.tools.demo import config as demo_config
+from verl_maxpo.tools.demo import gradvar as demo_gradvar
+from verl_maxpo.tools.demo import main as demo
+from verl_maxpo.tools.demo import rl as demo_rl
 
 pytestmark = pytest.mark.slow  # runs the demo
 

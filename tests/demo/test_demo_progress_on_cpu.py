@@ -6,7 +6,7 @@ import io
 import math
 import time
 
-from verl_maxpo.demo import DemoBar
+from verl_maxpo.tools.demo.main import DemoBar
 
 
 def lines(stream: io.StringIO) -> list[str]:

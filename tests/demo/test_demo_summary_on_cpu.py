@@ -1,4 +1,4 @@
-"""The demo summary's per-seed values and verdicts (verl_maxpo.stats), on hand-made histories whose answer is
+"""The demo summary's per-seed values and verdicts (verl_maxpo.tools.stats), on hand-made histories whose answer is
 known: the numbers of summary.json can be recomputed from its per-seed values."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from verl_maxpo import stats
-from verl_maxpo.demo_config import parse_config
-from verl_maxpo.demo_summary import analysis, per_seed_values, summarize
+from verl_maxpo.tools import stats
+from verl_maxpo.tools.demo.config import parse_config
+from verl_maxpo.tools.demo.summary import analysis, per_seed_values, summarize
 
 KS = [1, 4]
 ARGS = ["--quick", "--estimators", "maxpo,grpo", "--k", "1", "--val-n", "4"]

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from verl_maxpo import demo, stats
-from verl_maxpo.report import write_report
+from verl_maxpo.tools import stats
+from verl_maxpo.tools.demo import main as demo
+from verl_maxpo.tools.report.main import write_report
 
 pytestmark = pytest.mark.slow  # runs the demo
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from verl_maxpo.demo_gradvar import rel_var_interval
+from verl_maxpo.tools.demo.gradvar import rel_var_interval
 
 
 def _rel_var(g: torch.Tensor) -> float:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from verl_maxpo.addition_task import AdditionTask
-from verl_maxpo.demo_config import parse_config
+from verl_maxpo.tasks.addition import AdditionTask
+from verl_maxpo.tools.demo.config import parse_config
 
 
 def test_partial_credit_counts_right_tokens_and_exact_stays_one() -> None:

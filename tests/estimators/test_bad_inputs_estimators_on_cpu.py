@@ -17,7 +17,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from verl_maxpo import estimators, verl_adapter
+from verl_maxpo.core import estimators
+from verl_maxpo.integration import adapter as verl_adapter
 
 N_GROUPS, N, LENGTH = 3, 6, 4
 

@@ -10,8 +10,9 @@ import sys
 import pytest
 import torch
 
-from verl_maxpo import bench, cli
-from verl_maxpo.estimators import maxpo_advantages
+import verl_maxpo.cli.main as cli
+from verl_maxpo.core.estimators import maxpo_advantages
+from verl_maxpo.tools import bench
 
 
 @pytest.mark.slow  # times every estimator of verl's registry (seconds)
@@ -101,7 +102,7 @@ _PEAK_PROBE = """
 import json
 import numpy as np
 import torch
-from verl_maxpo import bench
+from verl_maxpo.tools import bench
 bench._tune_malloc()
 mib = 2**20
 print(json.dumps({

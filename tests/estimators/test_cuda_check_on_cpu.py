@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from verl_maxpo.estimator_table import ESTIMATORS
+from verl_maxpo.core.table import ESTIMATORS
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "cuda_check.py"

@@ -9,9 +9,10 @@ import re
 import torch
 
 import verl_maxpo
-from verl_maxpo import estimators, variance
-from verl_maxpo.estimator_table import ARMS, ESTIMATORS, MaxPOOptions, arm_reads_k
-from verl_maxpo.estimators import run_estimator
+from verl_maxpo.core import estimators
+from verl_maxpo.core.estimators import run_estimator
+from verl_maxpo.core.table import ARMS, ESTIMATORS, MaxPOOptions, arm_reads_k
+from verl_maxpo.tools import variance
 
 
 def test_no_estimator_name_dispatch_in_the_math() -> None:
@@ -57,7 +58,8 @@ def test_every_caller_goes_through_run_estimator(monkeypatch) -> None:
         return original(*args, **kwargs)
 
     monkeypatch.setattr(estimators, "run_estimator", spy)
-    from verl_maxpo import api, verl_adapter
+    from verl_maxpo.core import api
+    from verl_maxpo.integration import adapter as verl_adapter
 
     monkeypatch.setattr(api, "run_estimator", spy)
     monkeypatch.setattr(verl_adapter, "run_estimator", spy)

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from verl_maxpo import compute_advantages, estimators
-from verl_maxpo.estimators import (
+from verl_maxpo import compute_advantages
+from verl_maxpo.core import estimators
+from verl_maxpo.core.estimators import (
     GroupTooSmallError,
     max_at_k,
     maxpo_advantages,
@@ -22,7 +23,7 @@ from verl_maxpo.estimators import (
     pkpo_advantages,
     pkpo_loo_advantages,
 )
-from verl_maxpo.groups import group_index
+from verl_maxpo.core.groups import group_index
 
 # ---------------------------------------------------------------- brute force, straight from the definitions
 
@@ -344,7 +345,7 @@ def test_group_id_flavours_agree() -> None:
     ],
 )
 def test_first_appearance_codes_of_runs_and_of_returning_labels(labels, codes, contiguous: bool) -> None:
-    from verl_maxpo.groups import _codes, group_layout
+    from verl_maxpo.core.groups import _codes, group_layout
 
     arr = np.array(labels, dtype=object)
     got, known = _codes(arr, sort=False)
@@ -516,7 +517,7 @@ def test_reference_worked_check_top3_of_5() -> None:
 
 
 def test_ml_rank_weights_closed_form() -> None:
-    from verl_maxpo.lstat import objective_weights
+    from verl_maxpo.core.lstat import objective_weights
 
     for k in range(1, 9):
         w = objective_weights(k, "ml")

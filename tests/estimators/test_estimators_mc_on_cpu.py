@@ -10,7 +10,7 @@ import itertools
 import pytest
 import torch
 
-from verl_maxpo.estimators import maxpo_advantages
+from verl_maxpo.core.estimators import maxpo_advantages
 
 THETA = torch.tensor([0.3, -0.5, 0.9, 0.1], dtype=torch.float64)
 REWARD = torch.tensor([0.2, 1.0, -0.4, 0.6], dtype=torch.float64)

@@ -15,7 +15,7 @@ import itertools
 import pytest
 import torch
 
-from verl_maxpo.estimators import maxpo_advantages, pkpo_advantages, pkpo_loo_advantages
+from verl_maxpo.core.estimators import maxpo_advantages, pkpo_advantages, pkpo_loo_advantages
 
 THETA = torch.tensor([0.3, -0.5, 0.9, 0.1], dtype=torch.float64)
 REWARD_TABLES = {

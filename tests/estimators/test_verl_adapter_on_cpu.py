@@ -17,8 +17,8 @@ from verl.trainer.ppo import core_algos
 from verl.trainer.ppo.ray_trainer import compute_advantage
 from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 
-from verl_maxpo import verl_adapter
-from verl_maxpo.estimators import maxpo_advantages, pkpo_advantages, pkpo_loo_advantages
+from verl_maxpo.core.estimators import maxpo_advantages, pkpo_advantages, pkpo_loo_advantages
+from verl_maxpo.integration import adapter as verl_adapter
 
 RESPONSE_LEN = 6
 

@@ -1,4 +1,4 @@
-"""Bad-input corpus for the launcher (verl_maxpo.launch: scripts/ab_launch.sh, recipes/*/run.sh): one line per case.
+"""Bad-input corpus for the launcher (verl_maxpo.launch.main, scripts/ab_launch.sh, recipes/*/run.sh): a line a case.
 
 Classes of outcome, each a tag at the start of the failure message (to count them against an older checkout):
   REFUSED  a clean refusal: exit 2, the message names the problem, no traceback, nothing printed to launch, no
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from verl_maxpo import launch
-from verl_maxpo.estimator_table import ARMS
+import verl_maxpo.launch.main as launch
+from verl_maxpo.core.table import ARMS
 
 pytestmark = pytest.mark.slow  # the cases that get past the settings compose recipes (verl's config, ~1 s each)
 

@@ -1,4 +1,4 @@
-"""verl_maxpo.launch (scripts/ab_launch.sh, recipes/*/run.sh): the exact dry-run command, checks, output layout.
+"""verl_maxpo.launch.main (scripts/ab_launch.sh, recipes/*/run.sh): the exact dry-run command, checks, output layout.
 
 The launcher runs in-process (`run_main`). A dry-run command is composed for real by verl's entry point (`--cfg
 job`), so a printed command that verl would reject fails here. Real runs use a stand-in interpreter for verl that
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from verl_maxpo import launch
-from verl_maxpo.estimator_table import ARMS, arm_reads_k
+import verl_maxpo.launch.main as launch
+from verl_maxpo.core.table import ARMS, arm_reads_k
 
 pytestmark = pytest.mark.slow  # composes recipes (verl's config) and runs verl's entry point in subprocesses
 
@@ -82,7 +82,7 @@ def test_wrappers_are_thin(script):
     proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     code = [line for line in script.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    assert len(code) <= 40 and code[-1].startswith('exec "${PYTHON:-python3}" -m verl_maxpo.launch')
+    assert len(code) <= 40 and code[-1].startswith('exec "${PYTHON:-python3}" -m verl_maxpo.launch.main')
     assert not any(word in line for line in code for word in ("if ", "for ", "case ", "while "))
 
 

@@ -226,7 +226,7 @@ def test_estimator_resolves_in_verls_registry_with_the_recipe_options(composed, 
         # Binary rewards, c = 2 correct of n: a correct sample's MaxPO advantage is C(n-2, k) / C(n-1, k).
         assert scalars[0].item() == pytest.approx(comb(n - 2, k) / comb(n - 1, k), abs=1e-5)
     elif cfg.algorithm.adv_estimator == "pkpo":
-        from verl_maxpo.estimators import pkpo_advantages
+        from verl_maxpo.core.estimators import pkpo_advantages
 
         group_rewards = torch.tensor([1.0, 1.0] + [0.0] * (n - 2)).double()
         expected = pkpo_advantages(group_rewards, torch.zeros(n, dtype=torch.long), cfg.algorithm.maxpo.k)
@@ -344,7 +344,7 @@ def test_recipes_compose_exactly_as_before_the_estimator_group(composed, name):
 
 def test_the_estimator_group_is_the_table_of_arms():
     """recipes/shared/estimator/<arm>.yaml exists for exactly the table's ARMS, each with its estimator and options."""
-    from verl_maxpo.estimator_table import ARMS, ESTIMATORS, arm_reads_k
+    from verl_maxpo.core.table import ARMS, ESTIMATORS, arm_reads_k
 
     assert sorted(p.stem for p in ESTIMATOR_GROUP.glob("*.yaml")) == sorted(ARMS)
     shared = OmegaConf.create((ESTIMATOR_GROUP.parent / "maxpo_options.yaml").read_text())

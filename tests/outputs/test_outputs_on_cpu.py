@@ -1,4 +1,5 @@
-"""The output-folder policy (`verl_maxpo.outputs`): staged write, atomic publish, manifest, force, lock, signals."""
+"""The output-folder policy (`verl_maxpo.runs.outputs`): staged write, atomic publish, manifest, force, lock,
+signals."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from verl_maxpo.outputs import MANIFEST_NAME, Interrupted, OutputError, check_out, check_separate, owned_files, publish
+from verl_maxpo.runs.outputs import (
+    MANIFEST_NAME,
+    Interrupted,
+    OutputError,
+    check_out,
+    check_separate,
+    owned_files,
+    publish,
+)
 
 
 def _write(stage: Path, files: dict[str, str]) -> None:
@@ -260,8 +269,8 @@ def test_report_on_scores_near_the_float_limit_is_finite_and_exact(tmp_path: Pat
 
 
 def test_plot_titles_are_singular_for_one_sample() -> None:
-    from verl_maxpo.report import _plot_subject
-    from verl_maxpo.report_metrics import Metric
+    from verl_maxpo.tools.report.main import _plot_subject
+    from verl_maxpo.tools.report.metrics import Metric
 
     assert _plot_subject(Metric(1, "max"), 1.0) == "expected score of one sample"
     assert _plot_subject(Metric(4, "max"), 1.0) == "expected best score among 4 samples"
@@ -270,7 +279,7 @@ def test_plot_titles_are_singular_for_one_sample() -> None:
 
 
 def _claim(run_dir: str, k: int, barrier: multiprocessing.synchronize.Barrier, codes: multiprocessing.Queue) -> None:
-    from verl_maxpo import run_folder
+    from verl_maxpo.runs import folder as run_folder
 
     argv = ["claim", run_dir, "--adv-estimator", "maxpo", "--k", str(k), "--n", "8", "--seed", "0"]
     barrier.wait()
@@ -295,7 +304,7 @@ def test_two_simultaneous_claims_with_different_k_one_wins(tmp_path: Path, attem
 
 
 def test_tiny_assets_refuses_reusing_an_empty_config_and_garbage_parquet(tmp_path: Path, run_cli) -> None:
-    from verl_maxpo.tiny_assets import FILES, MANIFEST, build_parser, options, validate_assets
+    from verl_maxpo.tasks.tiny.assets import FILES, MANIFEST, build_parser, options, validate_assets
 
     out = tmp_path / "assets"
     for name in FILES:
@@ -313,14 +322,14 @@ def test_tiny_assets_refuses_reusing_an_empty_config_and_garbage_parquet(tmp_pat
 def test_strict_json_never_writes_nan_or_infinity() -> None:
     import numpy as np
 
-    from verl_maxpo.strict_json import dumps
+    from verl_maxpo.runs.strict_json import dumps
 
     text = dumps({"a": [1.5, float("inf"), np.float64("nan"), np.int64(3), np.array([2.0, -np.inf])], "b": (True,)})
     assert json.loads(text) == {"a": [1.5, None, None, 3, [2.0, None]], "b": [True]}
 
 
 def test_run_folder_claim_refuses_an_empty_run_dir(tmp_path: Path, run_main, monkeypatch) -> None:
-    from verl_maxpo import run_folder
+    from verl_maxpo.runs import folder as run_folder
 
     monkeypatch.chdir(tmp_path)
     argv = ["claim", "", "--adv-estimator", "maxpo", "--k", "4", "--n", "8", "--seed", "0"]

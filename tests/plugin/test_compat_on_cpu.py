@@ -1,5 +1,5 @@
-"""The verl compatibility layer (`verl_maxpo.compat`): every touch point exists in the installed verl, and a hook
-whose verl name is gone is skipped with one warning instead of breaking verl."""
+"""The verl compatibility layer (`verl_maxpo.integration.compat`): every touch point exists in the installed verl,
+and a hook whose verl name is gone is skipped with one warning instead of breaking verl."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from verl_maxpo import check, compat
+from verl_maxpo.integration import compat
+from verl_maxpo.tools import check
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}

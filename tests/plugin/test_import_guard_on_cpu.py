@@ -18,7 +18,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 # Modules that belong to the optional commands: the plugin must load none of them.
-OUR_OPTIONAL = ("verl_maxpo.demo", "verl_maxpo.report", "verl_maxpo.bench", "verl_maxpo.addition_task")
+OUR_OPTIONAL = (
+    "verl_maxpo.tools.demo.main",
+    "verl_maxpo.tools.report.main",
+    "verl_maxpo.tools.bench",
+    "verl_maxpo.tasks.addition",
+)
 OPTIONAL_PACKAGES = ("matplotlib", "tqdm", "transformers", "tokenizers", "omegaconf", "pyarrow", "datasets")
 # Makes the named top-level packages unimportable, as if their extra had not been installed.
 BLOCKER = """
@@ -56,8 +61,8 @@ def run_blocked(blocked: list[str], code: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_estimators_import_neither_verl_nor_plotting():
-    mods = loaded_modules("import verl_maxpo.estimators")
-    assert "verl_maxpo.estimators" in mods and "torch" in mods
+    mods = loaded_modules("import verl_maxpo.core.estimators")
+    assert "verl_maxpo.core.estimators" in mods and "torch" in mods
     assert not {m for m in mods if m.split(".")[0] in ("verl", "matplotlib", "ray", "transformers")}
     assert not {m for m in mods if m.startswith(OUR_OPTIONAL)}
 
@@ -73,7 +78,7 @@ def test_verl_loading_the_plugin_pulls_in_no_demo_or_report_code():
         "assert 'maxpo' in core_algos.ADV_ESTIMATOR_REGISTRY, 'the plugin did not register maxpo'"
     )
     added = with_plugin - without
-    assert "verl_maxpo.plugin" not in without and {"verl_maxpo.plugin", "verl_maxpo.estimators"} <= added
+    assert "verl_maxpo.plugin" not in without and {"verl_maxpo.plugin", "verl_maxpo.core.estimators"} <= added
     assert not {m for m in with_plugin if m.startswith(OUR_OPTIONAL)}, "the plugin loads a command's code"
     assert "matplotlib" not in with_plugin
     assert not {m for m in added if m.split(".")[0] in OPTIONAL_PACKAGES}, "the plugin adds an optional package"
@@ -90,7 +95,7 @@ def test_verl_loading_the_plugin_pulls_in_no_demo_or_report_code():
     ],
 )
 def test_a_command_without_its_extra_names_the_extra(blocked, argv, extra):
-    proc = run_blocked(blocked, f"from verl_maxpo.cli import main\nsys.exit(main({argv!r}))")
+    proc = run_blocked(blocked, f"from verl_maxpo.cli.main import main\nsys.exit(main({argv!r}))")
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert f'pip install "verl-maxpo[{extra}]"' in proc.stderr and blocked[0] in proc.stderr
@@ -108,7 +113,7 @@ def test_a_prep_script_without_the_data_extra_names_it(tmp_path):
 
 
 def test_a_missing_module_mid_run_is_named_only_for_optional_packages():
-    from verl_maxpo.extras import missing_module_message
+    from verl_maxpo.cli.extras import missing_module_message
 
     hint = missing_module_message("report", ModuleNotFoundError("x", name="matplotlib.backends"))
     assert hint is not None and 'pip install "verl-maxpo[report]"' in hint
@@ -121,7 +126,7 @@ def test_a_missing_module_mid_run_is_named_only_for_optional_packages():
 
 def test_extras_module_matches_pyproject():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-    from verl_maxpo.extras import COMMAND_EXTRAS, EXTRA_MODULES
+    from verl_maxpo.cli.extras import COMMAND_EXTRAS, EXTRA_MODULES
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     extras = project["optional-dependencies"]
@@ -135,11 +140,11 @@ def test_extras_module_matches_pyproject():
     core = {req.split(">")[0].split("[")[0] for req in project["dependencies"]}
     assert core == {"verl", "torch", "numpy", "pandas", "psutil"}
     assert project["entry-points"]["verl.plugins"] == {"maxpo": "verl_maxpo.plugin"}
-    assert project["scripts"] == {"verl-maxpo": "verl_maxpo.cli:main"}
+    assert project["scripts"] == {"verl-maxpo": "verl_maxpo.cli.main:main"}
 
 
 def test_ctrl_c_while_a_command_is_imported_exits_130_without_a_traceback(monkeypatch, capsys) -> None:
-    from verl_maxpo import cli
+    import verl_maxpo.cli.main as cli
 
     def interrupted(name: str):
         raise KeyboardInterrupt

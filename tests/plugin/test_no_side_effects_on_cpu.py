@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from verl_maxpo.estimator_table import ESTIMATORS
+from verl_maxpo.core.table import ESTIMATORS
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # fresh interpreters importing verl's trainer
@@ -141,7 +141,10 @@ def test_verl_globals_differ_only_by_the_documented_names(pair: tuple[dict, dict
         assert set(after) - set(before) == added, key
         assert {k: after[k] for k in before} == before, f"{key}: an existing entry was replaced"
     for key in WRAPPED:
-        assert "verl_maxpo/sessions.py" in ours["verl"][key] and "verl/trainer/ppo/v1/utils.py" in off["verl"][key]
+        assert (
+            "verl_maxpo/integration/sessions.py" in ours["verl"][key]
+            and "verl/trainer/ppo/v1/utils.py" in off["verl"][key]
+        )
 
 
 def test_opt_in_sets_the_engine_override(tmp_path: Path) -> None:

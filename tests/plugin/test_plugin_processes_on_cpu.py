@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from verl_maxpo.estimator_table import ESTIMATORS
+from verl_maxpo.core.table import ESTIMATORS
 
 pytestmark = pytest.mark.slow  # fresh interpreters, Ray, verl's entry point
 
@@ -36,7 +36,7 @@ LAZY_PROBE = r"""
 import json, sys, warnings
 import verl
 heavy = ("verl.trainer.ppo.core_algos", "verl.workers.rollout.base", "verl.workers.rollout.replica",
-         "verl_maxpo.verl_adapter")
+         "verl_maxpo.integration.adapter")
 out = {"after_import_verl": [m for m in heavy if m in sys.modules]}
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
@@ -65,7 +65,9 @@ def test_import_verl_defers_the_heavy_modules_until_verl_imports_them() -> None:
 
 def test_a_failing_registration_warns_and_leaves_verl_working() -> None:
     """Our hook runs inside verl's own import of core_algos: a broken adapter must not break verl's estimators."""
-    probe = LAZY_PROBE.replace("import verl\n", "import verl\nsys.modules['verl_maxpo.verl_adapter'] = None\n", 1)
+    probe = LAZY_PROBE.replace(
+        "import verl\n", "import verl\nsys.modules['verl_maxpo.integration.adapter'] = None\n", 1
+    )
     assert probe != LAZY_PROBE
     proc = run([sys.executable, "-c", probe])
     assert proc.returncode == 0, proc.stderr
@@ -79,7 +81,7 @@ ADAPTER_FIRST_PROBE = r"""
 import json, warnings
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    import verl_maxpo.verl_adapter
+    import verl_maxpo.integration.adapter
 from verl.trainer.ppo import core_algos
 print(json.dumps({
     "registered": sorted(n for n in core_algos.ADV_ESTIMATOR_REGISTRY if n in @@NAMES@@),
@@ -89,7 +91,8 @@ print(json.dumps({
 
 
 def test_importing_the_adapter_first_registers_without_a_warning() -> None:
-    """`import verl_maxpo.verl_adapter` (bench, other frameworks) imports core_algos itself: the plugin's hook then
+    """`import verl_maxpo.integration.adapter` (bench, other frameworks) imports core_algos itself: the plugin's
+    hook then
     meets a partly initialized adapter and leaves the registration to it, without a warning."""
     proc = run([sys.executable, "-c", ADAPTER_FIRST_PROBE])
     assert proc.returncode == 0, proc.stderr

@@ -15,9 +15,9 @@ from verl.protocol import DataProto
 from verl.trainer.ppo.v1 import trainer_base
 from verl.trainer.ppo.v1 import utils as v1_utils
 
-from verl_maxpo import sessions
-from verl_maxpo.estimator_table import ESTIMATORS, MaxPOOptions
-from verl_maxpo.estimators import maxpo_advantages, run_estimator
+from verl_maxpo.core.estimators import maxpo_advantages, run_estimator
+from verl_maxpo.core.table import ESTIMATORS, MaxPOOptions
+from verl_maxpo.integration import sessions
 
 # In a fresh verl process the plugin installs the wrapper (tests/plugin/test_no_side_effects_on_cpu.py checks that); in
 # this shared pytest process another module may have loaded verl before the plugin could, so install it here

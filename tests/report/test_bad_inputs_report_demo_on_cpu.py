@@ -113,7 +113,7 @@ def _unreadable(p: Path) -> list[str]:
 def _stale_outputs(p: Path) -> list[str]:
     run = good_run(p)
     dump(run / "val", 1, [("a", 1.0)] * 16)
-    from verl_maxpo.cli import main
+    from verl_maxpo.cli.main import main
 
     assert main(["report", str(run), "--out", t(p, "out"), "--k", "1,16"]) == 0
     (p / "out" / "notes.txt").write_text("mine\n")
@@ -123,7 +123,7 @@ def _stale_outputs(p: Path) -> list[str]:
 
 def _rerun(p: Path) -> list[str]:
     run = good_run(p)
-    from verl_maxpo.cli import main
+    from verl_maxpo.cli.main import main
 
     assert main(["report", str(run), "--out", t(p, "out")]) == 0
     return ["report", str(run), "--out", t(p, "out")]
@@ -258,7 +258,7 @@ def _demo_force_over_users_run(p: Path) -> list[str]:
 
 
 def _demo_rerun(p: Path) -> list[str]:
-    from verl_maxpo.outputs import publish
+    from verl_maxpo.runs.outputs import publish
 
     with publish(p / "out", "demo") as out:  # an earlier demo's results (its manifest names the demo)
         (out.stage / "summary.md").write_text("a 30-minute A/B\n")
@@ -374,9 +374,11 @@ def test_demo_at_k1_skips_the_internal_arms_that_cannot_run_and_says_so() -> Non
     import torch
     from verl.trainer.ppo import core_algos
 
-    from verl_maxpo import demo_config, demo_gradvar, demo_rl
-    from verl_maxpo.addition_task import AdditionTask, build_policy
-    from verl_maxpo.demo_summary import gradvar_notes
+    from verl_maxpo.tasks.addition import AdditionTask, build_policy
+    from verl_maxpo.tools.demo import config as demo_config
+    from verl_maxpo.tools.demo import gradvar as demo_gradvar
+    from verl_maxpo.tools.demo import rl as demo_rl
+    from verl_maxpo.tools.demo.summary import gradvar_notes
 
     cfg = demo_config.parse_config(["--quick", "--estimators", "maxpo", "--k", "1", "--n", "2", "--val-n", "2"])
     assert set(demo_config.gradvar_skipped(1)) == {"maxpo_top2", "pkpo"}
@@ -407,7 +409,7 @@ PARAMS = [pytest.param(c, marks=pytest.mark.slow) if c in CHECK_CASES else c for
 
 @pytest.mark.parametrize("case", PARAMS, ids=[c.name for c in CASES])
 def test_bad_input(case: Case, tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    from verl_maxpo import demo as demo_module
+    from verl_maxpo.tools.demo import main as demo_module
 
     def tripwire(*args, **kwargs):
         raise StartedWork

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from verl_maxpo import cli
-from verl_maxpo.report import config_name, write_report
-from verl_maxpo.report_metrics import step_metrics
+import verl_maxpo.cli.main as cli
+from verl_maxpo.tools.report.main import config_name, write_report
+from verl_maxpo.tools.report.metrics import step_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -291,9 +291,9 @@ def test_k_comes_from_meta_then_a_saved_config_then_the_run_name(tmp_path: Path)
 
 
 def test_an_arm_keeps_its_colour_and_place_and_titles_carry_the_setting(tmp_path: Path) -> None:
-    from verl_maxpo.estimator_table import ARMS
-    from verl_maxpo.report import _colors, _curves, build_report, plot_setting
-    from verl_maxpo.report_metrics import Metric
+    from verl_maxpo.core.table import ARMS
+    from verl_maxpo.tools.report.main import _colors, _curves, build_report, plot_setting
+    from verl_maxpo.tools.report.metrics import Metric
 
     groups = {"a": [1.0, 0.0, 0.0, 0.0], "b": [0.0, 0.0, 1.0, 1.0]}
     runs = []

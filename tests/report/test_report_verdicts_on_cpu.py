@@ -1,5 +1,5 @@
 """`verl-maxpo report` over seed groups: per-seed values, the primary metric and Holm-adjusted paired t-tests
-(verl_maxpo.stats), recomputed here from pass rates written into the dumps."""
+(verl_maxpo.tools.stats), recomputed here from pass rates written into the dumps."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from verl_maxpo import stats
-from verl_maxpo.report import main, write_report
+from verl_maxpo.tools import stats
+from verl_maxpo.tools.report.main import main, write_report
 
 # group -> seed -> pass@1 (the fraction of the 4 samples of each of the 2 prompts that score 1) at steps 0, 10, 20
 META = {"k": 1, "n": 4, "val_n": 4}

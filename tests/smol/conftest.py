@@ -84,7 +84,7 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_wheel(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A wheel-shaped zip with the tiny GGUF where the real wheel has SmolLM2's."""
-    from verl_maxpo.smol_assets import GGUF_MEMBER, WHEEL_FILE
+    from verl_maxpo.tasks.smol.assets import GGUF_MEMBER, WHEEL_FILE
 
     wheel = tmp_path_factory.mktemp("wheel") / WHEEL_FILE
     with zipfile.ZipFile(wheel, "w") as archive:

@@ -16,8 +16,8 @@ import pytest
 pytest.importorskip("gguf")
 transformers = pytest.importorskip("transformers")
 
-from verl_maxpo import smol_assets  # noqa: E402
-from verl_maxpo.smol_task import DATA_SOURCE  # noqa: E402
+from verl_maxpo.tasks.smol import assets as smol_assets  # noqa: E402
+from verl_maxpo.tasks.smol.task import DATA_SOURCE  # noqa: E402
 
 
 def snapshot(root: Path) -> dict[str, str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from verl_maxpo.launch import SEARCHPATH
+from verl_maxpo.launch.main import SEARCHPATH
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 1200
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("gguf")
-    from verl_maxpo import smol_assets
+    from verl_maxpo.tasks.smol import assets as smol_assets
 
     try:
         smol_assets.download(smol_assets.default_cache())

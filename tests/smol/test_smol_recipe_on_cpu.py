@@ -11,7 +11,7 @@ pytest.importorskip("hydra")
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.errors import ConfigCompositionException  # noqa: E402
 
-from verl_maxpo.launch import SEARCHPATH  # noqa: E402
+from verl_maxpo.launch.main import SEARCHPATH  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 

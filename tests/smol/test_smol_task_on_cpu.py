@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from verl_maxpo import smol_reward, smol_task
+from verl_maxpo.tasks.smol import reward as smol_reward
+from verl_maxpo.tasks.smol import task as smol_task
 
 
 def evaluate(question: str) -> int:

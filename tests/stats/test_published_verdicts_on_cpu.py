@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from verl_maxpo.stats import holm, t_critical, t_two_sided_p, verdict
+from verl_maxpo.tools.stats import holm, t_critical, t_two_sided_p, verdict
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

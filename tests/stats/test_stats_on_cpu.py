@@ -1,4 +1,4 @@
-"""verl_maxpo.stats: the t distribution against closed forms and known tables, Holm on a hand-worked family, and
+"""verl_maxpo.tools.stats: the t distribution against closed forms and known tables, Holm on a hand-worked family, and
 comparisons whose numbers a reader can recompute from the per-seed values."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from verl_maxpo.stats import (
+from verl_maxpo.tools.stats import (
     BETTER,
     NO_VERDICT,
     UNCLEAR,

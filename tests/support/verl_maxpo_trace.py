@@ -1,6 +1,6 @@
 """Test-only trace of a CPU training run, VERL_MAXPO_TRACE_DIR=DIR (loaded by this folder's sitecustomize).
 
-Two records, each one JSON line per event, so tests can check verl's trainer against `verl_maxpo.estimators`:
+Two records, each one JSON line per event, so tests can check verl's trainer against `verl_maxpo.core.estimators`:
   DIR/advantages.jsonl  per training step: estimator, batch keys, uid, score (sum of token_level_rewards) and the
                         advantage of each row (its first response token), as verl's v1 trainer computed them;
   DIR/compute_advantage.jsonl  per call of verl's `ray_trainer.compute_advantage` (the legacy trainer calls it

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from verl_maxpo import variance
+from verl_maxpo.tools import variance
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from verl_maxpo import variance
-from verl_maxpo.estimators import maxpo_advantages, pkpo_advantages
+from verl_maxpo.core.estimators import maxpo_advantages, pkpo_advantages
+from verl_maxpo.tools import variance
 
 
 def grad_max_at_k(law: str, p: float, k: int) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from verl_maxpo import variance
+from verl_maxpo.tools import variance
 
 CELLS = [
     ("maxpo", "binary", 0.2, 8, 4, 2.0),

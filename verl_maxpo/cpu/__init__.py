@@ -44,9 +44,9 @@ def register() -> None:
 
     The rollout names go in right after verl first imports each rollout module (one-shot import hooks): importing
     `verl.workers.rollout` here would add about 2 s to every `import verl`, in every process. Every step goes
-    through `verl_maxpo.compat`'s guarded step: a verl name that moved skips that step with one warning.
+    through `verl_maxpo.integration.compat`'s guarded step: a verl name that moved skips that step with one warning.
     """
-    from verl_maxpo import compat
+    from verl_maxpo.integration import compat
 
     if not compat.apply_now("platform_base", lambda _: None):  # platform.py subclasses it at import
         return

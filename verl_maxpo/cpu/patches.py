@@ -1,6 +1,6 @@
 """Patches to verl 0.9.1, applied only when VERL_PLATFORM=cpu (see `verl_maxpo.cpu.register`).
 
-Each patch names the verl function it works around and is applied through `verl_maxpo.compat`'s guarded step
+Each patch names the verl function it works around and is applied through `verl_maxpo.integration.compat`'s guarded step
 (touch points `process_group`, `placement_check`, `unpinned_offload`); none edits a verl file. `apply()` is
 idempotent.
 """
@@ -12,7 +12,7 @@ import os
 from types import ModuleType
 from typing import Any
 
-from verl_maxpo import compat
+from verl_maxpo.integration import compat
 
 _APPLIED = False
 

@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from verl_maxpo.cli_args import int_at_least
 from verl_maxpo.cpu.resources import fit_message, needed
+from verl_maxpo.runs.args import int_at_least
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +66,7 @@ def problems(args: argparse.Namespace) -> list[str]:
     if args.assets is not None and not args.assets.strip():
         found.append("--assets is empty; give the folder `verl-maxpo tiny-assets --out` or `smol-assets --out` wrote")
     elif assets is not None and _is_smol(assets):
-        from verl_maxpo.smol_assets import validate_assets as validate_smol
+        from verl_maxpo.tasks.smol.assets import validate_assets as validate_smol
 
         if (damage := validate_smol(assets)) is not None:
             found.append(
@@ -74,7 +74,7 @@ def problems(args: argparse.Namespace) -> list[str]:
                 f"run `verl-maxpo smol-assets --out {args.assets} --force`"
             )
     elif assets is not None:
-        from verl_maxpo.tiny_assets import existing_manifest, validate_assets
+        from verl_maxpo.tasks.tiny.assets import existing_manifest, validate_assets
 
         if existing_manifest(assets) is None:
             found.append(f"{args.assets} holds no tiny assets: run `verl-maxpo tiny-assets --out {args.assets}`")
@@ -87,7 +87,7 @@ def problems(args: argparse.Namespace) -> list[str]:
 
 
 def _is_smol(folder: Path) -> bool:
-    from verl_maxpo.outputs import owned_files
+    from verl_maxpo.runs.outputs import owned_files
 
     return bool(owned_files(folder, "smol-assets"))
 
