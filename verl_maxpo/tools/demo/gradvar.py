@@ -1,9 +1,14 @@
-"""Gradient variance at fixed parameters (the paper's headline claim): every arm's gradient on the same samples."""
+"""Gradient variance at fixed parameters (the paper's headline claim): every arm's gradient on the same samples.
+
+Beside it, at the same checkpoints: rho, the failure/success ratio of score norms |grad log pi(y|x)| per prompt,
+and what the variance map (`verl_maxpo.tools.variance`, a one-prompt model) predicts at the measured rho and p.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Container
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,6 +76,82 @@ def gradient_variance(
     if "maxpo" in grads and "pkpo" in grads:  # same expectation (grad max@k); their means should agree
         a, b = torch.stack(grads["maxpo"]).mean(0), torch.stack(grads["pkpo"]).mean(0)
         out["maxpo"]["cos_to_pkpo_mean"] = float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+    return out
+
+
+def checkpoint_stats(
+    model: torch.nn.Module, task: AdditionTask, cfg: DemoConfig, arms: list[str], progress: Progress
+) -> dict[str, Any]:
+    """Everything measured at one checkpoint: {"gradvar": per-arm statistics, "score_norms": rho, p and the map's
+    relative variance of each arm at them}."""
+    norms = score_norm_ratio(model, task, cfg)
+    norms["map_rel_var"] = map_prediction(arms, cfg.n, cfg.k, norms["p"], norms["rho"])
+    return {"gradvar": gradient_variance(model, task, cfg, arms, progress), "score_norms": norms}
+
+
+def score_norm_ratio(model: torch.nn.Module, task: AdditionTask, cfg: DemoConfig) -> dict[str, float | int | None]:
+    """rho at the model's current parameters: per prompt, the mean score norm |grad log pi(y|x)| of its failed
+    samples over that of its exact answers; averaged over the prompts that have both. Also the pass rate p of the
+    samples, the map's other input. Samples come from their own stream (--seed), so every checkpoint of a demo is
+    measured on the same prompts: --gradvar-prompts prompts x n samples.
+    """
+    device = next(model.parameters()).device
+    rng = np.random.default_rng([cfg.seed, 5])
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 5)
+    batch = rollout(model, task, task.train_pairs(rng, cfg.gradvar_prompts), cfg.n, cfg.temperature, gen)
+    norms = per_sample_score_norms(model, batch.prompt_ids, batch.responses, batch.response_mask)
+    return norm_ratio(norms.reshape(-1, cfg.n), (batch.scores >= 1).reshape(-1, cfg.n).cpu())
+
+
+def per_sample_score_norms(
+    model: torch.nn.Module, prompt_ids: torch.Tensor, responses: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """(B,) float64: |grad_theta log pi(response | prompt)| of each row, the log-prob summed over the mask.
+
+    One backward pass per row: a batched backward gives only the sum of the rows' gradients, not their norms. It
+    runs at a few checkpoints of the demo's 0.1M-parameter model, where the loop costs seconds."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    norms = torch.empty(len(responses), dtype=torch.float64)
+    for i in range(len(responses)):
+        lp = response_log_probs(model, prompt_ids[i : i + 1], responses[i : i + 1])
+        grads = torch.autograd.grad((lp * mask[i : i + 1]).sum(), params, allow_unused=True)
+        norms[i] = torch.sqrt(sum((g.double() ** 2).sum() for g in grads if g is not None))
+    return norms
+
+
+def norm_ratio(norms: torch.Tensor, solved: torch.Tensor) -> dict[str, float | int | None]:
+    """rho and p from (prompts, n) score norms and exact-answer flags; rho is None when no prompt has both."""
+    solved = solved.bool()
+    mixed = solved.any(1) & ~solved.all(1)
+    fail = (norms * ~solved).sum(1) / (~solved).sum(1).clamp_min(1)
+    ok = (norms * solved).sum(1) / solved.sum(1).clamp_min(1)
+    ratios = (fail / ok)[mixed]
+    return {
+        "rho": float(ratios.mean()) if len(ratios) else None,
+        "rho_median": float(ratios.median()) if len(ratios) else None,
+        "prompts_with_both": int(mixed.sum()),
+        "prompts": int(solved.shape[0]),
+        "p": float(solved.double().mean()),
+        "score_norm_success": float(norms[solved].mean()) if solved.any() else None,
+        "score_norm_failure": float(norms[~solved].mean()) if (~solved).any() else None,
+    }
+
+
+def map_prediction(arms: list[str], n: int, k: int, p: float | None, rho: float | None) -> dict[str, float | None]:
+    """The variance map's relative variance of each arm at the measured (p, rho): binary rewards, the map's default
+    within-level noise. None where the map has no value (p outside its range, an arm it does not hold)."""
+    from verl_maxpo.tools import variance
+
+    if p is None or rho is None or not (variance.P_RANGE[0] <= p <= variance.P_RANGE[1]) or n > variance.MAX_N:
+        return {arm: None for arm in arms}
+    rows = variance.map_rows()
+    out: dict[str, float | None] = {}
+    for arm in arms:
+        if arm not in rows or n < variance.min_group_size([rows[arm]], k):
+            out[arm] = None
+            continue
+        mean, trace = variance.exact_moments(arm, "binary", p, n, k, rho)
+        out[arm] = trace / mean**2 if mean != 0 else None
     return out
 
 

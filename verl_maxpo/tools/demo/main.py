@@ -68,20 +68,21 @@ def rl_job(
     cfg: DemoConfig, warm_state: dict[str, Any], arm: str, seed: int, run_dir: Path, gv_arms: list[str],
     progress: Progress,
 ) -> tuple[list[dict[str, float]], dict[str, Any] | None]:  # fmt: skip
-    """One RL run; with `gv_arms`, the gradient variance of those arms at its final parameters."""
-    from verl_maxpo.tools.demo.gradvar import gradient_variance
+    """One RL run; with `gv_arms`, the checkpoint statistics (gradient variance of those arms, score norms) at its
+    final parameters."""
+    from verl_maxpo.tools.demo.gradvar import checkpoint_stats
     from verl_maxpo.tools.demo.rl import run_rl
 
     task = _task(cfg)
     history, model = run_rl(cfg, task, warm_state, arm, seed, run_dir, progress)
-    return history, gradient_variance(model, task, cfg, gv_arms, progress) if gv_arms else None
+    return history, checkpoint_stats(model, task, cfg, gv_arms, progress) if gv_arms else None
 
 
 def warm_gradvar_job(cfg: DemoConfig, warm_state: dict[str, Any], gv_arms: list[str], progress: Progress) -> Any:
-    from verl_maxpo.tools.demo.gradvar import gradient_variance
+    from verl_maxpo.tools.demo.gradvar import checkpoint_stats
 
     task = _task(cfg)
-    return gradient_variance(_policy(cfg, task, warm_state), task, cfg, gv_arms, progress)
+    return checkpoint_stats(_policy(cfg, task, warm_state), task, cfg, gv_arms, progress)
 
 
 def make_jobs(
@@ -207,8 +208,10 @@ def run_demo(cfg: DemoConfig, stage: Path, command: str) -> str:
             warm = {**warm_by_base[cfg.seed], "by_base_seed": {str(b): w for b, w in warm_by_base.items()}}
             timings["runs and gradient variance"] = time.perf_counter() - t0 - timings["warm start"]
         histories = {arm: {s: results[f"{arm}_seed{s}"][0] for s in cfg.seed_list} for arm in cfg.arms}
-        gradvar = {"warm start": results["warm start"]}
-        gradvar |= {f"after {cfg.steps} {arm} steps": results[f"{arm}_seed{cfg.seed}"][1] for arm in cfg.arms}
+        checkpoints = {"warm start": results["warm start"]}
+        checkpoints |= {f"after {cfg.steps} {arm} steps": results[f"{arm}_seed{cfg.seed}"][1] for arm in cfg.arms}
+        gradvar = {name: c["gradvar"] for name, c in checkpoints.items() if c is not None}
+        score_norms = {name: c["score_norms"] for name, c in checkpoints.items() if c is not None}
         t0 = time.perf_counter()
         run_dirs = [stage / "runs" / f"{arm}_seed{s}" for arm in cfg.arms for s in cfg.seed_list]
         setting = (
@@ -219,7 +222,9 @@ def run_demo(cfg: DemoConfig, stage: Path, command: str) -> str:
         write_report_files(run_dirs, stage, ks=cfg.val_ks, relative_to=stage, setting=setting)
         timings["report"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
-        text, data = summarize(cfg, histories, gradvar, warm, timings, provenance(cfg, command, workers))
+        text, data = summarize(
+            cfg, histories, gradvar, warm, timings, provenance(cfg, command, workers), score_norms=score_norms
+        )
     (stage / "summary.md").write_text(text)
     (stage / "summary.json").write_text(strict_json.dumps(data, indent=2) + "\n")
     return text

@@ -112,6 +112,43 @@ def gradvar_notes(cfg: DemoConfig, gradvar: GradVar) -> list[str]:
     return lines
 
 
+def _rank(values: dict[str, float | None]) -> str:
+    known = sorted((v, arm) for arm, v in values.items() if v is not None)
+    return " < ".join(arm for _, arm in known) if len(known) > 1 else "n/a"
+
+
+def score_norm_lines(cfg: DemoConfig, gradvar: GradVar, score_norms: dict[str, dict[str, Any]]) -> list[str]:
+    """rho and p at each checkpoint, and the map's relative variance at them beside the measured one."""
+    lines = [
+        "",
+        "## Score norms and the variance map",
+        "",
+        f"rho = per prompt, mean |grad log pi| of failed samples over that of exact answers, averaged over the "
+        f"prompts with both ({cfg.gradvar_prompts} prompts x n={cfg.n} per checkpoint); p = pass rate of those "
+        "samples. The map (`verl-maxpo variance`: one prompt, binary reward, its default within-level noise) "
+        "gives each arm's relative variance at the measured (p, rho). Its scale is set by that noise, so compare "
+        "the order of the arms, not the values; the demo's prompts differ in p, so the map is a rough guide and "
+        "the measured column is what counts.",
+        "",
+        "| checkpoint | rho (median) | prompts with both | p | arm | measured rel. variance | map at (p, rho) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    orders = []
+    for ckpt, norms in score_norms.items():
+        rho = "n/a" if norms["rho"] is None else f"{norms['rho']:.3f} ({norms['rho_median']:.3f})"
+        measured = {arm: s["rel_var"] for arm, s in gradvar.get(ckpt, {}).items()}
+        for arm, predicted in norms["map_rel_var"].items():
+            got = measured.get(arm)
+            lines.append(
+                f"| {ckpt} | {rho} | {norms['prompts_with_both']}/{norms['prompts']} | {norms['p']:.3f} | {arm} | "
+                f"{'unresolved*' if got is None else f'{got:.4f}'} | "
+                f"{'n/a' if predicted is None else f'{predicted:.4f}'} |"
+            )
+        orders.append(f"- {ckpt}: measured {_rank(measured)}; map {_rank(norms['map_rel_var'])}")
+    lines += ["", "Order of the arms, quietest first:", *orders]
+    return lines
+
+
 def summarize(
     cfg: DemoConfig,
     histories: Histories,
@@ -119,6 +156,7 @@ def summarize(
     warm: dict[str, Any],
     timings: dict[str, float],
     prov: dict[str, Any],
+    score_norms: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Markdown summary (final and mean-over-training pass@k per arm, gradient variance, provenance) and its data."""
     ks = cfg.val_ks
@@ -199,6 +237,8 @@ def summarize(
             "Sanity: cosine between the mean MaxPO and mean PKPO gradients (same expectation, grad "
             "max@k): " + ", ".join(agree) + ".",
         ]
+    if score_norms:
+        lines += score_norm_lines(cfg, gradvar, score_norms)
     packages = ", ".join(f"{name} {version}" for name, version in prov["packages"].items())
     lines += [
         "",
@@ -213,7 +253,7 @@ def summarize(
         "Wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()),
         "",
     ]
-    data = {"table": table, **verdicts, "gradvar": gradvar, "warm_start": warm}
+    data = {"table": table, **verdicts, "gradvar": gradvar, "score_norms": score_norms or {}, "warm_start": warm}
     data["gradvar_skipped"] = gradvar_skipped(cfg.k)
     data |= {"timings_s": timings, "provenance": prov}
     return "\n".join(lines), data
