@@ -106,7 +106,7 @@ def scan(path: Path) -> tuple[list[tuple[str, list[str]]], list[str]]:
         if match.group("tool") in (None, "demo"):
             words = [w for w in re.split(r"[\s,\"']+", match.group(group)) if w]
             if bad := [w for w in words if w not in ARMS]:
-                problems.append(f"{rel}:{line_of(match.start())}: {', '.join(bad)} chosen as arms; ARMS has no such arm")
+                problems.append(f"{rel}:{line_of(match.start())}: {', '.join(bad)} chosen as arms, not in ARMS")
             line_end = rest.find("\n", match.end())
             if EVERY.search(rest, match.end(), None if line_end < 0 else line_end) and words != list(ARMS):
                 problems.append(f"{rel}:{line_of(match.start())}: {words} said to be every arm; ARMS: {list(ARMS)}")
