@@ -148,7 +148,7 @@ def test_every_marked_list_equals_its_source() -> None:
     [
         ("arms: maxpo, maxpo_top2, maxpo_ml, pkpo, maxrl, grpo", "unchecked"),  # one arm missing
         ("<!-- arms -->maxpo, grpo<!-- /arms -->", None),  # wrong, but for the other test
-        ('ARMS="maxpo maxpo_top3 grpo" bash scripts/ab_launch.sh tiny', "no such arm"),
+        ('ARMS="maxpo maxpo_top3 grpo" bash scripts/ab_launch.sh tiny', "not in ARMS"),
         ("verl-maxpo demo --estimators maxpo,pkpo,pkpo_loo,grpo --seeds 5", None),
         ('ARMS="maxpo maxpo_top2 maxpo_ml pkpo maxrl grpo"  # the whole family', "every arm"),
         ("arms:\n  maxpo, maxpo_top2, maxpo_ml,\n  pkpo, pkpo_loo, maxrl and grpo", None),  # one list over lines
