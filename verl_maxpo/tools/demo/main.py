@@ -108,8 +108,8 @@ def make_jobs(
 
 class DemoBar:
     """The demo's progress bar, honest from its first line: the warm start shows its elapsed time and status only
-    (an ETA from its wall time per RL step read 15 hours for a 5-minute run, and pass@1 is measured only every few
-    steps, so it is shown when measured, never as `nan`). The bar's clock starts with the RL and variance steps,
+    (its steps cost nothing like an RL step, so an ETA from them would be far off; pass@1 is measured only every
+    few steps, so it is shown when measured, never as `nan`). The bar's clock starts with the RL and variance steps,
     and the ETA appears once `2 * workers + 1` of them are timed (each worker's first step includes its start-up).
     """
 
