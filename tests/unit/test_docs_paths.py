@@ -82,3 +82,44 @@ def test_the_check_sees_a_stale_name() -> None:
         "verl_maxpo/tools/",
     ]
     assert dotted_problem("verl_maxpo.core.table.NO_SUCH_NAME") is not None
+
+
+LINK = re.compile(r"\]\((?!https?:|mailto:)([^)\s]*?)(?:#([^)\s]*))?\)")
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)  # a `# comment` is no heading
+    return {slug(m.group(1)) for m in re.finditer(r"^#{1,6} (.+)$", text, re.M)}
+
+
+def test_every_relative_link_and_anchor_resolves() -> None:
+    problems, checked = [], 0
+    for page in text_files():
+        if page.suffix != ".md":
+            continue
+        for match in LINK.finditer(page.read_text(encoding="utf-8")):
+            target_name, anchor = match.groups()
+            target = (page.parent / target_name).resolve() if target_name else page
+            checked += 1
+            if not target.exists():
+                problems.append(f"{page.relative_to(ROOT)}: link to {target_name}, which does not exist")
+            elif anchor and target.suffix == ".md" and anchor not in anchors(target):
+                problems.append(f"{page.relative_to(ROOT)}: link to {target_name}#{anchor}, no such heading")
+    assert not problems, "\n".join(problems)
+    assert checked > 20
+
+
+def test_slug_is_githubs() -> None:
+    assert slug("Versions that `verl[vllm]==0.9.1` brings") == "versions-that-verlvllm091-brings"
+    assert (
+        slug("Each arm's full composed config, before launching") == "each-arms-full-composed-config-before-launching"
+    )
+    assert (
+        slug("A real model: SmolLM2-135M-Instruct (the smol recipe)")
+        == "a-real-model-smollm2-135m-instruct-the-smol-recipe"
+    )
