@@ -1,10 +1,11 @@
 """Every list of arm names in the docs, recipes, scripts and the package's text agrees with the estimator table.
 
 A list is checked in one of two ways:
-  - marked: `<!-- arms -->maxpo, maxpo_top2, ...<!-- /arms -->` (it may span lines, a table or a code block).
-    The names inside, in order, must equal the list its kind names (see `sources`): `arms` alone is every arm of
-    `ARMS`, `arms:estimators` our estimators, ...; `arms:subset` declares a deliberate selection (a recorded
-    command, a result table, an argument about some arms), whose names are only checked to be arms.
+  - marked: `<!-- arms -->maxpo, maxpo_top2, ...<!-- /arms -->` (it may span lines, a table or a code block;
+    a table lists the first name of each row). The names inside, in order, must equal the list its kind names
+    (see `sources`): `arms` alone is every arm of `ARMS`, `arms:estimators` our estimators, ...; `arms:subset`
+    declares a deliberate selection (a recorded command, a result table, an argument about some arms), whose
+    names are only checked to be arms.
   - unmarked: a run of 4 or more distinct arm names joined only by commas, spaces, "and"/"or", backticks, table
     bars or comment marks (it may cross lines) must be exactly the arms of `ARMS`, in table order; anything else
     is a list nothing checks, so it fails.
@@ -72,6 +73,14 @@ def names(text: str) -> list[str]:
     return NAME.findall(text)
 
 
+def listed(span: str) -> list[str]:
+    """The names a marked span lists: of a Markdown table, the first name of each row (one arm per row)."""
+    rows = [line for line in span.splitlines() if line.lstrip().startswith("|")]
+    if len(rows) >= 2:
+        return [found[0] for row in rows if (found := names(row))]
+    return names(span)
+
+
 def runs(text: str) -> Iterator[tuple[int, list[str]]]:
     """(offset, names) of each run of arm names that reads as one list."""
     run: list[re.Match[str]] = []
@@ -88,7 +97,7 @@ def scan(path: Path) -> tuple[list[tuple[str, list[str]]], list[str]]:
     """(kind, names) of each marked list, and one problem string per unchecked or bad list."""
     rel = path.relative_to(ROOT).as_posix()
     text = path.read_text(encoding="utf-8")
-    marked = [(m.group(1) or "", names(m.group(2))) for m in MARK.finditer(text)]
+    marked = [(m.group(1) or "", listed(m.group(2))) for m in MARK.finditer(text)]
     problems = []
 
     def line_of(offset: int) -> int:
@@ -141,6 +150,12 @@ def test_every_marked_list_equals_its_source() -> None:
                 problems.append(f"{where} lists {found}, the code says {known[kind]}")
     assert not problems, "\n".join(problems)
     assert seen >= 10, f"only {seen} marked lists found: is the marker syntax still the one this test reads?"
+
+
+def test_a_marked_table_lists_one_arm_per_row() -> None:
+    table = "| arm | trains |\n|---|---|\n| `maxpo` | `maxpo` |\n| `maxpo_top2` | `maxpo` |\n| `grpo` | verl's |\n"
+    assert listed(table) == ["maxpo", "maxpo_top2", "grpo"]
+    assert listed("`maxpo`, `pkpo`") == ["maxpo", "pkpo"]
 
 
 @pytest.mark.parametrize(
