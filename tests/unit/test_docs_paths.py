@@ -123,3 +123,11 @@ def test_slug_is_githubs() -> None:
         slug("A real model: SmolLM2-135M-Instruct (the smol recipe)")
         == "a-real-model-smollm2-135m-instruct-the-smol-recipe"
     )
+
+
+def test_readme_commands_table_is_the_cli() -> None:
+    from verl_maxpo.cli.main import COMMANDS
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    listed = re.findall(r"^\| `verl-maxpo ([\w-]+)", text, re.M)
+    assert sorted(listed) == sorted(COMMANDS)  # every command once, in the order a reader needs them
