@@ -2,7 +2,7 @@
 """Device check of verl-maxpo's framework-free estimators: exactness on the device, then speed.
 
 Needs only torch and numpy: it puts this checkout on sys.path and imports `verl_maxpo.core.estimators`, `.groups` and
-`.estimator_table` (none of them imports verl, Ray or pandas; group ids are integer tensors, so groups.py never
+`.table` (none of them imports verl, Ray or pandas; group ids are integer tensors, so groups.py never
 reaches for pandas). It
 
   (a) runs every estimator of the table, under every fixed option set of the A/B arms and every maxpo objective,

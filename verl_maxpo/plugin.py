@@ -5,9 +5,8 @@ after verl first imports the module concerned, register our estimators (`verl.tr
 holds the registry and `get_adv_estimator_fn`, so every lookup of an estimator name comes after it) and install
 the session wrapper of verl's v1 advantage step (`verl_maxpo.integration.sessions`: our estimators see one sample per
 agent session). It also adds the CPU backend's names (platform `cpu`, rollout `hf_cpu`); the CPU patches apply only
-with VERL_PLATFORM=cpu. So `import verl` costs what it costs with plugins off (measured on a 2-core CPU: median
-of 5 paired runs 9.95 s against 10.19 s; importing core_algos and the rollout modules here instead took 11.55 s and
-70 MiB more), and a process that never imports core_algos (a rollout server, say) pays nothing for the
+with VERL_PLATFORM=cpu. So `import verl` does the work it does with plugins off (docs/cpu-backend.md has the
+measured cost), and a process that never imports core_algos (a rollout server, say) pays nothing for the
 estimators. Without the opt-in nothing else changes: docs/cpu-backend.md lists every difference. verl logs a
 plugin failing inside `import verl` only at DEBUG level, so run `verl-maxpo check` when the estimator is not found.
 Every hook goes through `verl_maxpo.integration.compat`, the table of verl touch points: a renamed verl name skips

@@ -214,8 +214,8 @@ def _use_matrix(kernel: str, groups: int, n: int, device: torch.device) -> bool:
     """kernel="auto": the matrix for n <= MATRIX_MAX_N, on CPU only while G * n * n < _SMALL_PRODUCT.
 
     On CPU the product is a broadcast multiply and sum, which torch runs on one thread at that size; anything big
-    enough to run on several threads costs a scheduler tick per thread when the CPU is busy (at load 7 on 2 cores
-    we measured 32 ms for a product that otherwise takes microseconds), so larger CPU batches take the scan.
+    enough to run on several threads can wait a scheduler tick per thread when the CPU is busy (docs/bench.md,
+    "Reading CPU numbers on a shared machine"), so larger CPU batches take the scan.
     """
     if kernel != "auto":
         return kernel == "matrix"

@@ -43,7 +43,8 @@ def register() -> None:
     """Add the CPU platform and the hf_cpu rollout to verl's registries; patch verl only if VERL_PLATFORM=cpu.
 
     The rollout names go in right after verl first imports each rollout module (one-shot import hooks): importing
-    `verl.workers.rollout` here would add about 2 s to every `import verl`, in every process. Every step goes
+    `verl.workers.rollout` here would slow every `import verl`, in every process (docs/cpu-backend.md, "Opting
+    in", has the measured cost). Every step goes
     through `verl_maxpo.integration.compat`'s guarded step: a verl name that moved skips that step with one warning.
     """
     from verl_maxpo.integration import compat

@@ -21,6 +21,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from verl_maxpo.core.table import ESTIMATORS
+
 Patch = Callable[[ModuleType], None]
 
 
@@ -54,7 +56,7 @@ TOUCH_POINTS: tuple[TouchPoint, ...] = (
         "estimator_registry",
         "verl.trainer.ppo.core_algos",
         ("register_adv_est", "ADV_ESTIMATOR_REGISTRY", "get_adv_estimator_fn"),
-        "register maxpo, pkpo, pkpo_loo, maxrl right after verl imports core_algos",
+        f"register {', '.join(ESTIMATORS)} right after verl imports core_algos",
         "verl looks advantage estimators up by name in this registry",
         "always",
     ),

@@ -535,9 +535,9 @@ def _build_parser() -> argparse.ArgumentParser:
     rows = map_rows()
     p = argparse.ArgumentParser(
         prog="verl-maxpo variance",
-        description="Exact relative gradient variance of the A/B arms (maxpo, pkpo, pkpo_loo, the other objectives, "
-        "grpo, ...) for one prompt, over a grid of success rate p, group size n, K and failure/success score-norm "
-        "ratio; heatmaps, JSON, markdown. Lists take `--n 4 8 16` or `--n 4,8,16`.",
+        description=f"Exact relative gradient variance of the map's rows ({', '.join(rows)}) for one prompt, over a "
+        "grid of success rate p, group size n, K and failure/success score-norm ratio; heatmaps, JSON, markdown. "
+        "Lists take `--n 4 8 16` or `--n 4,8,16`.",
     )
     p.add_argument(
         "--out",

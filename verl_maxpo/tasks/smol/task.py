@@ -1,9 +1,9 @@
 """The smol task: arithmetic problems generated from a seed, answered as `Answer: <integer>`.
 
 Each prompt is a short chat: two worked examples (user question, assistant reply ending in `Answer: N`), then the
-question. Without the examples SmolLM2-135M-Instruct rarely writes a parseable answer (9% of replies on plain
-two-digit addition); with them it writes one in 70-96% of replies, so the reward measures arithmetic more than
-format. Problem kinds (`KINDS` is the mix the data uses):
+question. Without the examples SmolLM2-135M-Instruct rarely writes a parseable answer; with them most replies end
+in one, so the reward measures arithmetic more than format (docs/cpu-backend.md, the smol recipe, has the
+calibration). Problem kinds (`KINDS` is the mix the data uses):
   add     a + b           two-digit operands
   sub     a - b           two-digit operands, a >= b
   add33   a + b           three-digit operands

@@ -1,18 +1,18 @@
 """`verl-maxpo demo`: an A/B of max@K advantage estimators, end to end on a CPU in minutes, with verl's RL pieces.
 
 What one run does, top to bottom (this file orchestrates; each stage lives in its own module):
-  1. Options (demo_config): parsed and checked before any work, then frozen into a DemoConfig.
-  2. Task and policy (addition_task): fixed-width addition, reward 1 for an exact answer; a randomly initialised
-     2-layer Llama, warm-started by supervised training until the sampled pass@1 on fresh training prompts
-     reaches --sft-target (sparse rewards: the setting max@K is for). Every RL run starts from this checkpoint.
-  3. RL (demo_rl): for each arm of --estimators (names from estimator_table.ARMS) and seed, the same prompts,
+  1. Options (config.py): parsed and checked before any work, then frozen into a DemoConfig.
+  2. Task and policy (verl_maxpo.tasks.addition): fixed-width addition, reward 1 for an exact answer; a randomly
+     initialised 2-layer Llama, warm-started by supervised training until the sampled pass@1 on fresh training
+     prompts reaches --sft-target (sparse rewards: the setting max@K is for). Every RL run starts from this checkpoint.
+  3. RL (rl.py): for each arm of --estimators (names from verl_maxpo.core.table.ARMS) and seed, the same prompts,
      samples, optimizer and seeds; advantages from verl's `compute_advantage`, the loss from verl's registered
      policy loss, validation dumps as verl's trainer writes them, metrics through verl's `Tracking`.
-  4. Gradient variance (demo_gradvar): at the warm start and after each arm's first-seed run, many independent
+  4. Gradient variance (gradvar.py): at the warm start and after each arm's first-seed run, many independent
      gradient estimates of every arm of the table on the same samples.
-  5. Report and summary: report.md and curves (verl_maxpo.tools.report.main), summary.md / summary.json (demo_summary).
+  5. Report and summary: report.md and curves (verl_maxpo.tools.report.main), summary.md / summary.json (summary.py).
 The RL runs and variance checkpoints are independent jobs, run by --workers single-threaded processes
-(demo_workers); the numbers do not depend on how many.
+(workers.py); the numbers do not depend on how many.
 
 Output layout, published by verl_maxpo.runs.outputs (staged, then moved into place; --force never touches other files):
   OUT/runs/<arm>_seed<s>/{val/<step>.jsonl, train_log.jsonl, meta.json}
@@ -109,8 +109,8 @@ def make_jobs(
 
 class DemoBar:
     """The demo's progress bar, honest from its first line: the warm start shows its elapsed time and status only
-    (an ETA from its wall time per RL step read 15 hours for a 5-minute run, and pass@1 is measured only every few
-    steps, so it is shown when measured, never as `nan`). The bar's clock starts with the RL and variance steps,
+    (its steps cost nothing like an RL step, so an ETA from them would be far off; pass@1 is measured only every
+    few steps, so it is shown when measured, never as `nan`). The bar's clock starts with the RL and variance steps,
     and the ETA appears once `2 * workers + 1` of them are timed (each worker's first step includes its start-up).
     """
 

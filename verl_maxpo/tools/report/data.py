@@ -180,7 +180,8 @@ def read_train_log(path: Path, problems: Problems) -> dict[str, tuple[np.ndarray
 
 
 def read_meta(folder: RunFolder, problems: Problems) -> RunMeta | None:
-    """The run's meta.json through `run_folder` (None when absent, or invalid with a message naming the file)."""
+    """The run's meta.json through `verl_maxpo.runs.folder` (None when absent, or invalid with a message
+    naming the file)."""
     try:
         return folder.read_meta()
     except RunFolderError as err:

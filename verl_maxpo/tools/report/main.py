@@ -72,7 +72,7 @@ _TRAIN_METRICS = (  # verl's names; the demo logs the same names for the same qu
     "batch/mixed_groups_frac",
 )
 _MAX_TRAIN_PANELS = 9
-_SEED_NUMBER = re.compile(r"^.+?[_\-.]?seed[_\-]?(\d+)$", re.IGNORECASE)  # as report_metrics.config_name
+_SEED_NUMBER = re.compile(r"^.+?[_\-.]?seed[_\-]?(\d+)$", re.IGNORECASE)  # as metrics.config_name
 
 HOW_TO_READ = (
     "**How to read this.** `max@k` is the expected best score among k of a prompt's n validation samples drawn "

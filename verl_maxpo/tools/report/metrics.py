@@ -1,7 +1,8 @@
 """The numbers of a report, apart from how they are shown: unbiased pass@k / max@k per validation step, per run and
 per seed group (mean and standard error), as small dataclasses.
 
-`verl-maxpo report` (report.py) turns these into markdown, PNGs and JSON; `verl-maxpo demo` uses them directly.
+`verl-maxpo report` (`verl_maxpo.tools.report.main`) turns these into markdown, PNGs and JSON; `verl-maxpo demo`
+uses them directly.
     max@k  = mean over prompts of the unbiased expected best score of k samples drawn without replacement from the
              prompt's n samples (`estimators.max_at_k`)
     pass@k = the same on pass = [score >= threshold] (the usual 1 - C(n-c, k) / C(n, k))
