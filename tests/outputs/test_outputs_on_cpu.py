@@ -228,15 +228,14 @@ def _run(tmp: Path, name: str = "run_seed0", scores: tuple[float, ...] = (1.0, 0
     return tmp / name
 
 
-def test_report_refuses_to_overwrite_a_users_report_even_with_force(tmp_path: Path, run_cli) -> None:
+def test_report_refuses_to_overwrite_a_users_report_even_with_force(tmp_path: Path, run_cli, assert_refused) -> None:
     run, out = _run(tmp_path), tmp_path / "mine"
     out.mkdir()
     (out / "report.md").write_text("my notes")
     (out / "pass_at_1.png").write_text("my plot")
-    plain = run_cli("report", run, "--out", out, "--k", "1")
-    assert plain.code == 2 and "not written by report" in plain.err and "Traceback" not in plain.text
-    forced = run_cli("report", run, "--out", out, "--k", "1", "--force")
-    assert forced.code == 2 and "would overwrite pass_at_1.png, report.md" in forced.err
+    assert_refused(run_cli("report", run, "--out", out, "--k", "1"), "--force", "report.md", code=2)  # before work
+    # with --force the clash shows when the files are published, after the report was computed: exit 1
+    assert_refused(run_cli("report", run, "--out", out, "--k", "1", "--force"), "pass_at_1.png", "report.md", code=1)
     assert _tree(out) == {"report.md": "my notes", "pass_at_1.png": "my plot"}
 
 
@@ -303,7 +302,7 @@ def test_two_simultaneous_claims_with_different_k_one_wins(tmp_path: Path, attem
     assert json.loads((tmp_path / "runs" / "arm" / "meta.json").read_text())["k"] == winners[0]
 
 
-def test_tiny_assets_refuses_reusing_an_empty_config_and_garbage_parquet(tmp_path: Path, run_cli) -> None:
+def test_tiny_assets_refuses_reusing_an_empty_config_and_garbage_parquet(tmp_path: Path, run_cli, assert_refused):
     from verl_maxpo.tasks.tiny.assets import FILES, MANIFEST, build_parser, options, validate_assets
 
     out = tmp_path / "assets"
@@ -312,10 +311,10 @@ def test_tiny_assets_refuses_reusing_an_empty_config_and_garbage_parquet(tmp_pat
         (out / name).write_text("{}" if name.endswith(".json") else "garbage")
     opts = options(build_parser().parse_args(["--out", str(out)]))
     (out / MANIFEST).write_text(json.dumps({"options": opts}))
-    assert "does not load" in (validate_assets(out) or "")
+    (out / MANIFEST_NAME).write_text(json.dumps({"format": 1, "command": "tiny-assets", "files": [*FILES, MANIFEST]}))
+    assert validate_assets(out) is not None
     before = _tree(out)
-    outcome = run_cli("tiny-assets", "--out", out)
-    assert outcome.code == 2 and "damaged tiny assets" in outcome.err and "--force" in outcome.err
+    assert_refused(run_cli("tiny-assets", "--out", out), "--force", code=2)
     assert _tree(out) == before
 
 

@@ -113,7 +113,7 @@ def test_a_prep_script_without_the_data_extra_names_it(tmp_path):
 
 
 def test_a_missing_module_mid_run_is_named_only_for_optional_packages():
-    from verl_maxpo.cli.extras import missing_module_message
+    from verl_maxpo.runs.extras import missing_module_message
 
     hint = missing_module_message("report", ModuleNotFoundError("x", name="matplotlib.backends"))
     assert hint is not None and 'pip install "verl-maxpo[report]"' in hint
@@ -126,7 +126,7 @@ def test_a_missing_module_mid_run_is_named_only_for_optional_packages():
 
 def test_extras_module_matches_pyproject():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-    from verl_maxpo.cli.extras import COMMAND_EXTRAS, EXTRA_MODULES
+    from verl_maxpo.runs.extras import COMMAND_EXTRAS, EXTRA_MODULES
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     extras = project["optional-dependencies"]

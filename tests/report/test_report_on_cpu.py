@@ -245,10 +245,8 @@ def test_files_default_ks_layouts_and_training_log(tmp_path: Path, capsys: pytes
 
 
 def test_usage_errors() -> None:
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["report", "somewhere", "--k", "0"])
-    assert exc.value.code == 2
-    with pytest.raises(ValueError, match="2 labels for 1 run folder"):
+    assert cli.main(["report", "somewhere", "--k", "0"]) == 2
+    with pytest.raises(ValueError, match="labels"):
         write_report(["somewhere"], "unused_out", labels=["a", "b"])
 
 

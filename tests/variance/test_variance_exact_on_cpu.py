@@ -179,16 +179,6 @@ def test_force_writes_beside_a_users_files_and_never_touches_them(run_cli, tmp_p
     assert snapshot(other) == [("summary.md", b"my summary")]
 
 
-def test_a_map_written_before_manifests_is_replaced(run_cli, tmp_path) -> None:
-    out = tmp_path / "old"
-    assert run_cli("variance", "--out", out, *TINY, *BASE).code == 0
-    (out / ".verl_maxpo_outputs.json").unlink()
-    (out / "heatmap_binary_gone_over_pkpo.png").write_bytes(b"png")  # a heatmap the old map had, now dropped
-    assert run_cli("variance", "--out", out, *TINY, *BASE).code == 2  # an earlier map: results need --force
-    assert run_cli("variance", "--out", out, *TINY, *BASE, "--force").code == 0
-    assert sorted(f.name for f in out.iterdir()) == BASE_FILES
-
-
 @pytest.mark.parametrize("case", ["under-a-file", "unwritable"])
 def test_unusable_out_is_refused_without_a_traceback(run_cli, tmp_path, case: str) -> None:
     (tmp_path / "file").write_text("keep me")
