@@ -610,7 +610,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--estimators: {err}")
     rows = [_row(name) for name in args.estimators]
     if not any(n >= min_group_size(rows, k) for k in args.k for n in args.n):
-        parser.error("no cell has K < n: maxpo and pkpo_loo need n >= K+1")
+        parser.error("--k, --n: no cell has K < n (maxpo and pkpo_loo need n >= K+1)")
     _check_out(parser, args)
     return args
 
