@@ -788,7 +788,7 @@ def _main(argv: list[str]) -> int:
     if args.train_log is not None and any(not str(t).strip() for t in args.train_log):
         parser.error("--train-log is empty; give a file, or - for none")
     try:
-        ks = flat_ints(args.k, "--k") if args.k is not None else None
+        ks = flat_ints(args.k, "--k", minimum=1, maximum=MAX_K) if args.k is not None else None
     except argparse.ArgumentTypeError as err:
         parser.error(str(err))
     train_logs = None if args.train_log is None else [None if t == "-" else t for t in args.train_log]
