@@ -196,7 +196,7 @@ def test_bad_input_is_named_and_the_rest_still_comes_out(tmp_path: Path, capsys:
         }
     ]
     markdown = (out / "report.md").read_text(encoding="utf-8")
-    assert "## Problems with the input" in markdown and f"{dump2}:5: not valid JSON" in markdown
+    assert f"{dump2}:5" in markdown  # the bad line is named, file and line number
 
 
 def test_many_bad_lines_are_capped(tmp_path: Path) -> None:
