@@ -65,7 +65,17 @@ def snapshot(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
-def fill(argv: list[str], tmp_path: Path, assets: Path) -> list[str]:
+def needs_assets(argv: list[str]) -> bool:
+    return any("{assets}" in a or "{damaged" in a for a in argv)
+
+
+def params(cases: list) -> list:
+    """Cases on built assets wait for the module's asset build (seconds): the slow tier."""
+    return [pytest.param(*c[1:], id=c[0], marks=[pytest.mark.slow] if needs_assets(c[1]) else []) for c in cases]
+
+
+def fill(argv: list[str], tmp_path: Path, request: pytest.FixtureRequest) -> list[str]:
+    assets = request.getfixturevalue("assets") if needs_assets(argv) else tmp_path / "unused"
     (tmp_path / "file.txt").write_text("not a folder\n")
     (tmp_path / "foreign").mkdir(exist_ok=True)
     (tmp_path / "foreign" / "notes.txt").write_text("someone else's\n")
@@ -84,16 +94,20 @@ def check(outcome, code: int, names: list[str], assert_refused) -> None:
         assert outcome.code == 0 and "Traceback" not in outcome.text, outcome.text
 
 
-@pytest.mark.parametrize(("argv", "code", "names"), [c[1:] for c in TINY_CASES], ids=[c[0] for c in TINY_CASES])
-def test_tiny_assets_bad_input(argv, code, names, tmp_path, assets, run_cli, assert_refused) -> None:
-    argv = fill(argv, tmp_path, assets)
-    before, before_assets = snapshot(tmp_path), snapshot(assets)
+@pytest.mark.parametrize(("argv", "code", "names"), params(TINY_CASES))
+def test_tiny_assets_bad_input(argv, code, names, tmp_path, request, run_cli, assert_refused) -> None:
+    built = needs_assets(argv)
+    argv = fill(argv, tmp_path, request)
+    before = snapshot(tmp_path)
+    before_assets = snapshot(request.getfixturevalue("assets")) if built else None
     outcome = run_cli("tiny-assets", *argv)
     check(outcome, code, names, assert_refused)
-    assert snapshot(tmp_path) == before and snapshot(assets) == before_assets
+    assert snapshot(tmp_path) == before
+    assert not built or snapshot(request.getfixturevalue("assets")) == before_assets
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow  # on built assets
 def test_tiny_assets_force_never_writes_through_a_symlinked_subfolder(
     tmp_path, assets, run_cli, assert_refused
 ) -> None:
@@ -110,13 +124,11 @@ def test_tiny_assets_force_never_writes_through_a_symlinked_subfolder(
         assert snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize(
-    ("argv", "code", "names"), [c[1:] for c in PREFLIGHT_CASES], ids=[c[0] for c in PREFLIGHT_CASES]
-)
-def test_preflight_bad_input(argv, code, names, tmp_path, assets, run_main, assert_refused) -> None:
+@pytest.mark.parametrize(("argv", "code", "names"), params(PREFLIGHT_CASES))
+def test_preflight_bad_input(argv, code, names, tmp_path, request, run_main, assert_refused) -> None:
     from verl_maxpo.cpu.preflight import main
 
-    argv = fill(argv, tmp_path, assets)
+    argv = fill(argv, tmp_path, request)
     before = snapshot(tmp_path)
     check(run_main(main, *argv), code, names, assert_refused)
     assert snapshot(tmp_path) == before

@@ -287,6 +287,7 @@ def test_variance_refuses(run_cli, assert_refused, tmp_path, args: list[str], ne
     assert not (tmp_path / "map").exists(), "SILENT: wrote outputs for a refused command"
 
 
+@pytest.mark.slow  # over a second
 def test_variance_writes_its_default_out_and_refuses_an_empty_one(run_cli, assert_refused, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert_refused(run_cli("variance", "--out", "", *TINY), "--out", code=2)

@@ -115,6 +115,7 @@ print(json.dumps({
 
 
 @pytest.mark.skipif(not bench._proc_peak_available(), reason="needs Linux /proc/self/clear_refs")
+@pytest.mark.slow  # a fresh interpreter importing torch
 def test_peak_rss_growth_sees_torch_and_numpy_buffers() -> None:
     # A fresh process with malloc tuned, as the memory worker runs: inside pytest, heap pages freed by earlier
     # tests are reused without raising RSS (glibc's dynamic mmap threshold), which would hide the numpy buffer.

@@ -12,6 +12,8 @@ import pytest
 
 from verl_maxpo.core.table import ESTIMATORS
 
+pytestmark = pytest.mark.slow  # every test runs the script in a fresh interpreter
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "cuda_check.py"
 # Runs the script with an import hook that refuses verl, ray and pandas, so any import of them fails loudly.

@@ -113,6 +113,7 @@ def test_grouping_is_by_input_not_by_line_order(tmp_path: Path) -> None:
     assert row["prompts"] == 2 and row["pass@2"] == pytest.approx(0.5)
 
 
+@pytest.mark.slow  # over a second
 def test_seed_groups_mean_and_standard_error(tmp_path: Path) -> None:
     rng = random.Random(7)
     dirs = []
@@ -206,6 +207,7 @@ def test_many_bad_lines_are_capped(tmp_path: Path) -> None:
     assert result["runs"][0]["steps"][0]["max@1"] == 0.5
 
 
+@pytest.mark.slow  # over a second
 def test_files_default_ks_layouts_and_training_log(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "maxpo_k3_seed1"
     for step in (0, 4, 8):

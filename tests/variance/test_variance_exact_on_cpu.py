@@ -159,6 +159,7 @@ def test_command_writes_every_cell_and_replaces_its_own_outputs_with_force(run_c
     assert [f.name for f in tmp_path.iterdir()] == ["map"]  # no stage folder left behind
 
 
+@pytest.mark.slow  # over a second
 def test_force_writes_beside_a_users_files_and_never_touches_them(run_cli, tmp_path) -> None:
     out = tmp_path / "mine"
     out.mkdir()
@@ -329,6 +330,7 @@ def _no_constants(name: str) -> None:
     raise AssertionError(f"{name} in variance.json (not JSON)")
 
 
+@pytest.mark.slow  # over a second
 def test_quick_map_takes_seconds_and_writes_strict_json(run_cli, tmp_path) -> None:
     out = tmp_path / "quick"
     outcome = run_cli("variance", "--quick", "--out", out)
