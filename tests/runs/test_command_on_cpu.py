@@ -203,3 +203,26 @@ def test_a_signal_mid_write_exits_128_plus_it_and_leaves_the_folder_as_it_was(tm
     assert proc.returncode == 128 + sig, err
     assert "Traceback" not in err and "interrupted" in err
     assert {p.name: p.read_text() for p in out.iterdir()} == before  # no stage left, the earlier report intact
+
+
+@pytest.mark.slow
+def test_sigterm_while_a_real_command_builds_exits_143_and_publishes_nothing(tmp_path: Path) -> None:
+    """`verl-maxpo tiny-assets` killed mid-build: 143, one line, no traceback, no --out and no stage left."""
+    out = tmp_path / "assets"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "verl_maxpo", "tiny-assets", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".assets.verl_maxpo-partial-*")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "SIGTERM" in err
+    assert list(tmp_path.iterdir()) == []
