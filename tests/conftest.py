@@ -94,20 +94,53 @@ def run_cmd() -> Callable[..., Outcome]:
     return run
 
 
-def assert_refused(outcome: Outcome, *needles: str, code: int | None = None) -> None:
-    """A clean refusal: non-zero exit (or exactly `code`), no traceback, and every needle in the message."""
+def message(outcome: Outcome) -> str:
+    """What a command said, without argparse's usage block (it names every option, so it would prove nothing)."""
+    lines, in_usage = [], False
+    for line in outcome.text.splitlines():
+        in_usage = line.startswith("usage:") or (in_usage and line.startswith(" "))
+        if not in_usage:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def assert_refused(outcome: Outcome, *names: str, code: int | None = None) -> None:
+    """A refusal, held by behaviour rather than wording: non-zero exit (or exactly `code`), no traceback, and each
+    of `names` in the message (case-insensitive). A name is what the user must find: an option (`--k`), a key
+    (`algorithm.maxpo.k`), a file or the bad value; never a sentence, so rewording a message breaks no test."""
     assert outcome.code != 0, f"expected a refusal, got exit 0:\n{outcome.text}"
     if code is not None:
         assert outcome.code == code, f"expected exit {code}, got {outcome.code}:\n{outcome.text}"
     assert "Traceback" not in outcome.text, f"raw traceback:\n{outcome.text}"
-    for needle in needles:
-        assert needle.lower() in outcome.text.lower(), f"message lacks {needle!r}:\n{outcome.text}"
+    said = message(outcome)
+    for name in names:
+        assert name.lower() in said.lower(), f"message lacks {name!r}:\n{outcome.text}"
 
 
 @pytest.fixture(name="assert_refused")
 def assert_refused_fixture() -> Callable[..., None]:
     """The `assert_refused` check as a fixture (test modules cannot import conftest under importlib mode)."""
     return assert_refused
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file and link under `folder` (relative path -> bytes, or the link's target): "nothing written" is
+    `tree(folder)` equal before and after."""
+    found: dict[str, bytes] = {}
+    for path in sorted(Path(folder).rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            found[name] = b"-> " + os.readlink(path).encode()
+        elif path.is_file():
+            found[name] = path.read_bytes()
+        elif path.is_dir():
+            found[name + "/"] = b""
+    return found
+
+
+@pytest.fixture(name="tree")
+def tree_fixture() -> Callable[[Path], dict[str, bytes]]:
+    return tree
 
 
 @pytest.fixture

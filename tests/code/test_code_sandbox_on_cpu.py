@@ -60,10 +60,10 @@ def test_composed_without_sandbox_or_opt_in_verls_loader_gives_a_scorer_that_ref
     from verl_maxpo.code.guard import check_config
 
     cfg = compose()
-    with pytest.raises(CodeExecRefused, match="neither reward.sandbox_fusion.url nor"):
+    with pytest.raises(CodeExecRefused, match=r"(?s)(?=.*reward\.sandbox_fusion\.url)(?=.*allow_local_exec)"):
         check_config(cfg)
     score = get_custom_reward_fn(cfg)
-    with pytest.raises(CodeExecRefused, match="Nothing was run"):
+    with pytest.raises(CodeExecRefused, match=r"reward\.sandbox_fusion\.url"):
         score(data_source="codecontests", solution_str=program(SUM), ground_truth=TESTS)
 
 
@@ -124,7 +124,7 @@ def test_verls_main_ppo_refuses_before_starting_anything(overrides, message):
 
 @pytest.mark.parametrize(("allow", "url"), [("yes", None), (1, None), (None, None)], ids=["string", "int", "null"])
 def test_the_opt_in_must_be_a_boolean(allow, url):
-    with pytest.raises(CodeExecRefused, match="allow_local_exec must be true or false"):
+    with pytest.raises(CodeExecRefused, match="allow_local_exec"):
         code_reward.exec_mode(url, allow)
 
 

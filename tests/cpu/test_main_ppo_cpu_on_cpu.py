@@ -203,5 +203,5 @@ def test_main_ppo_fails_fast_when_ray_cannot_place_bundles(assets: Path, tmp_pat
     message naming the setting to raise."""
     proc = run_main_ppo("tiny", assets, tmp_path, "ray_kwargs.ray_init.num_cpus=3")
     assert proc.returncode != 0
-    assert "PlacementError" in proc.stdout and "ray_kwargs.ray_init.num_cpus to at least 5" in proc.stdout
+    assert "PlacementError" in proc.stdout and "ray_kwargs.ray_init.num_cpus" in proc.stdout
     assert not (tmp_path / "trace" / "advantages.jsonl").exists()

@@ -38,45 +38,45 @@ def _struct(data: dict):
     return cfg
 
 
-VALID_KEYS = "valid keys: k, norm_by_std, objective, m, rank_weights, kernel"
+VALID_KEYS = ("norm_by_std", "objective", "rank_weights", "kernel")  # a refused block names the keys it takes
 
-# (id, estimator, config, batch change, needles that the ValueError must contain)
+# (id, estimator, config, batch change, what the ValueError must name: keys, options, the bad value; no sentences)
 ADAPTER_REFUSED = [
-    ("block-is-int", "maxpo", {"maxpo": 8}, None, ["algorithm.maxpo must be a mapping", VALID_KEYS[12:]]),
-    ("block-is-int-omegaconf", "maxpo", _struct({"maxpo": 8}), None, ["must be a mapping", VALID_KEYS[12:]]),
-    ("block-is-string", "maxpo", {"maxpo": "k=4"}, None, ["must be a mapping", "'k=4'"]),
-    ("block-is-list", "pkpo", {"maxpo": [4]}, None, ["must be a mapping"]),
-    ("block-is-true", "pkpo_loo", {"maxpo": True}, None, ["must be a mapping"]),
-    ("key-K-uppercase", "maxpo", {"maxpo": {"K": 8}}, None, ["unknown key(s) K", VALID_KEYS]),
-    ("key-kk", "maxpo", _struct({"maxpo": {"kk": 8}}), None, ["unknown key(s) kk", VALID_KEYS]),
-    ("key-typo-norm", "pkpo", {"maxpo": {"k": 2, "norm_by_sd": True}}, None, ["unknown key(s) norm_by_sd"]),
-    ("k-zero", "maxpo", {"maxpo": {"k": 0}}, None, ["algorithm.maxpo.k", ">= 1"]),
-    ("k-negative", "pkpo_loo", {"maxpo": {"k": -2}}, None, ["algorithm.maxpo.k", ">= 1"]),
-    ("k-float", "maxpo", {"maxpo": {"k": 2.5}}, None, ["algorithm.maxpo.k", "integer"]),
-    ("k-float-integral", "maxpo", {"maxpo": {"k": 2.0}}, None, ["algorithm.maxpo.k", "integer"]),
-    ("k-string", "maxpo", _struct({"maxpo": {"k": "four"}}), None, ["algorithm.maxpo.k", "'four'"]),
-    ("k-bool", "maxpo", {"maxpo": {"k": True}}, None, ["algorithm.maxpo.k", "integer"]),
+    ("block-is-int", "maxpo", {"maxpo": 8}, None, ["algorithm.maxpo", *VALID_KEYS]),
+    ("block-is-int-omegaconf", "maxpo", _struct({"maxpo": 8}), None, ["algorithm.maxpo", *VALID_KEYS]),
+    ("block-is-string", "maxpo", {"maxpo": "k=4"}, None, ["algorithm.maxpo", "k=4"]),
+    ("block-is-list", "pkpo", {"maxpo": [4]}, None, ["algorithm.maxpo"]),
+    ("block-is-true", "pkpo_loo", {"maxpo": True}, None, ["algorithm.maxpo"]),
+    ("key-K-uppercase", "maxpo", {"maxpo": {"K": 8}}, None, ["K", *VALID_KEYS]),
+    ("key-kk", "maxpo", _struct({"maxpo": {"kk": 8}}), None, ["kk", *VALID_KEYS]),
+    ("key-typo-norm", "pkpo", {"maxpo": {"k": 2, "norm_by_sd": True}}, None, ["norm_by_sd"]),
+    ("k-zero", "maxpo", {"maxpo": {"k": 0}}, None, ["algorithm.maxpo.k", "1"]),
+    ("k-negative", "pkpo_loo", {"maxpo": {"k": -2}}, None, ["algorithm.maxpo.k", "-2"]),
+    ("k-float", "maxpo", {"maxpo": {"k": 2.5}}, None, ["algorithm.maxpo.k", "2.5"]),
+    ("k-float-integral", "maxpo", {"maxpo": {"k": 2.0}}, None, ["algorithm.maxpo.k", "2.0"]),
+    ("k-string", "maxpo", _struct({"maxpo": {"k": "four"}}), None, ["algorithm.maxpo.k", "four"]),
+    ("k-bool", "maxpo", {"maxpo": {"k": True}}, None, ["algorithm.maxpo.k", "True"]),
     ("k-null", "maxpo", {"maxpo": {"k": None}}, None, ["algorithm.maxpo.k", "None"]),
     ("k-null-omegaconf", "pkpo", _struct({"maxpo": {"k": None}}), None, ["algorithm.maxpo.k"]),
     ("k-2-to-the-70", "maxpo", {"maxpo": {"k": 2**70}}, None, ["algorithm.maxpo.k"]),
     ("k-10-to-the-9", "pkpo_loo", {"maxpo": {"k": 10**9}}, None, ["algorithm.maxpo.k"]),
     ("k-2-to-the-70-maxrl", "maxrl", {"maxpo": {"k": 2**70}}, None, ["algorithm.maxpo.k"]),
-    ("k-one-for-pkpo", "pkpo", {"maxpo": {"k": 1}}, None, ["algorithm.maxpo.k", ">= 2", "pkpo"]),
-    ("k-equals-n-maxpo", "maxpo", {"maxpo": {"k": N}}, None, ["smallest group size: 6", "rollout.n", "maxpo.k"]),
-    ("k-equals-n-loo", "pkpo_loo", {"maxpo": {"k": N}}, None, ["pkpo_loo with k=6 needs at least 7", "rollout.n"]),
-    ("k-above-n-pkpo", "pkpo", {"maxpo": {"k": N + 1}}, None, ["pkpo with k=7 needs at least 7", "rollout.n"]),
-    ("norm-string", "maxpo", {"maxpo": {"norm_by_std": "yes"}}, None, ["algorithm.maxpo.norm_by_std", "'yes'"]),
-    ("norm-int", "maxpo", {"maxpo": {"norm_by_std": 1}}, None, ["algorithm.maxpo.norm_by_std", "true or false"]),
-    ("no-uid", "maxpo", None, {"index": None}, ["maxpo needs group ids", "non_tensor_batch['uid']"]),
-    ("no-uid-pkpo-loo", "pkpo_loo", None, {"index": None}, ["pkpo_loo needs group ids", "uid"]),
-    ("uid-too-short", "maxpo", None, {"index": "drop-last"}, ["18 rewards but 17 group ids"]),
-    ("float-uids", "maxpo", None, {"index": "float"}, ["group ids must be integers or strings"]),
-    ("nan-reward", "maxpo", None, {"nan": 1}, ["1 of 18 rewards are NaN or infinite"]),
+    ("k-one-for-pkpo", "pkpo", {"maxpo": {"k": 1}}, None, ["algorithm.maxpo.k", "pkpo"]),
+    ("k-equals-n-maxpo", "maxpo", {"maxpo": {"k": N}}, None, ["6", "rollout.n", "maxpo.k"]),
+    ("k-equals-n-loo", "pkpo_loo", {"maxpo": {"k": N}}, None, ["pkpo_loo", "7", "rollout.n", "maxpo.k"]),
+    ("k-above-n-pkpo", "pkpo", {"maxpo": {"k": N + 1}}, None, ["pkpo", "7", "rollout.n", "maxpo.k"]),
+    ("norm-string", "maxpo", {"maxpo": {"norm_by_std": "yes"}}, None, ["algorithm.maxpo.norm_by_std", "yes"]),
+    ("norm-int", "maxpo", {"maxpo": {"norm_by_std": 1}}, None, ["algorithm.maxpo.norm_by_std", "1"]),
+    ("no-uid", "maxpo", None, {"index": None}, ["maxpo", "non_tensor_batch['uid']"]),
+    ("no-uid-pkpo-loo", "pkpo_loo", None, {"index": None}, ["pkpo_loo", "uid"]),
+    ("uid-too-short", "maxpo", None, {"index": "drop-last"}, ["18", "17"]),
+    ("float-uids", "maxpo", None, {"index": "float"}, ["float"]),
+    ("nan-reward", "maxpo", None, {"nan": 1}, ["NaN"]),
     ("nan-reward-maxrl", "maxrl", None, {"nan": 1}, ["NaN"]),
-    ("inf-reward-maxrl", "maxrl", None, {"nan": 2}, ["NaN or inf"]),
+    ("inf-reward-maxrl", "maxrl", None, {"nan": 2}, ["inf"]),
     ("nan-mask", "maxpo", None, {"mask_nan": 1}, ["response_mask"]),
     ("nan-mask-maxrl", "maxrl", None, {"mask_nan": 2}, ["response_mask"]),
-    ("block-is-string-omegaconf", "maxpo", _struct({"maxpo": "k=4"}), None, ["algorithm.maxpo must be a mapping"]),
+    ("block-is-string-omegaconf", "maxpo", _struct({"maxpo": "k=4"}), None, ["algorithm.maxpo", "k=4"]),
     (
         "rank-weights-dict",
         "maxpo",
@@ -117,7 +117,7 @@ ADAPTER_REFUSED = [
         for wrap in (False, True)
     ],
     ("stray-k-beside-a-block", "pkpo", _struct({"k": 8, "maxpo": {"k": 2}}), None, ["algorithm.maxpo.k"]),
-    ("inf-reward", "pkpo", None, {"nan": 2}, ["2 of 18 rewards are NaN or infinite"]),
+    ("inf-reward", "pkpo", None, {"nan": 2}, ["2 of 18", "inf"]),
 ]
 
 
@@ -199,56 +199,47 @@ QUICK = ["--quick", "--no-memory", "--repeats", "1"]
 
 # (id, bench arguments, needles)
 BENCH_REFUSED = [
-    ("repeats-0", ["--repeats", "0"], ["--repeats", "at least 1"]),
-    ("repeats-negative", ["--repeats", "-3"], ["--repeats", "at least 1"]),
+    ("repeats-0", ["--repeats", "0"], ["--repeats", "0"]),
+    ("repeats-negative", ["--repeats", "-3"], ["--repeats", "-3"]),
     ("repeats-float", ["--repeats", "1.5"], ["--repeats", "1.5"]),
     ("repeats-word", ["--repeats", "many"], ["--repeats", "many"]),
-    ("k-0", ["--k", "0"], ["--k", "at least 1"]),
-    ("k-negative", ["--k", "-4"], ["--k", "at least 1"]),
+    ("k-0", ["--k", "0"], ["--k", "0"]),
+    ("k-negative", ["--k", "-4"], ["--k", "-4"]),
     ("k-exponent", ["--k", "1e3"], ["--k", "1e3"]),
     ("k-leading-zero", ["--k", "04"], ["--k", "04"]),
-    ("length-0", ["--response-length", "0"], ["--response-length", "at least 1"]),
-    ("length-negative", ["--response-length", "-16"], ["--response-length", "at least 1"]),
-    ("threads-0", ["--threads", "0"], ["--threads", "at least 1"]),
+    ("length-0", ["--response-length", "0"], ["--response-length", "0"]),
+    ("length-negative", ["--response-length", "-16"], ["--response-length", "-16"]),
+    ("threads-0", ["--threads", "0"], ["--threads", "0"]),
     ("threads-word", ["--threads", "all"], ["--threads", "all"]),
-    ("seed-negative", ["--seed", "-1"], ["--seed", "at least 0"]),
+    ("seed-negative", ["--seed", "-1"], ["--seed", "-1"]),
     ("seed-float", ["--seed", "0.5"], ["--seed", "0.5"]),
-    ("estimators-comma", ["--estimators", ","], ["--estimators needs at least one name"]),
-    ("estimators-empty", ["--estimators", ""], ["--estimators needs at least one name"]),
-    ("estimators-duplicate", ["--estimators", "maxpo,maxpo"], ["maxpo more than once"]),
-    ("estimators-unknown", ["--estimators", "maxpo", "nosuch"], ["unknown nosuch", "pkpo_loo"]),
+    ("estimators-comma", ["--estimators", ","], ["--estimators"]),
+    ("estimators-empty", ["--estimators", ""], ["--estimators"]),
+    ("estimators-duplicate", ["--estimators", "maxpo,maxpo"], ["--estimators", "maxpo"]),
+    ("estimators-unknown", ["--estimators", "maxpo", "nosuch"], ["--estimators", "nosuch", "pkpo_loo"]),
     ("device-tpu", ["--device", "tpu"], ["--device", "tpu"]),
-    ("unknown-option", ["--groups", "4"], ["unrecognized arguments: --groups"]),
-    ("length-1e9", ["--response-length", "1000000000"], ["--response-length", "at most"]),
-    ("repeats-1e9", ["--repeats", "1000000000"], ["--repeats", "at most"]),
-    ("threads-1e6", ["--threads", "1000000"], ["--threads", "at most"]),
-    ("seed-2**64", ["--seed", str(2**64)], ["--seed", "at most"]),
+    ("unknown-option", ["--groups", "4"], ["--groups"]),
+    ("length-1e9", ["--response-length", "1000000000"], ["--response-length", "8192"]),
+    ("repeats-1e9", ["--repeats", "1000000000"], ["--repeats", "1000000000"]),
+    ("threads-1e6", ["--threads", "1000000"], ["--threads", "1000000"]),
+    ("seed-2**64", ["--seed", str(2**64)], ["--seed", str(2**32 - 1)]),
     # checked before any row is timed (a row that cannot run at k used to fail after the others)
-    ("k-above-smallest-group", ["--k", "9"], ["--k 9", "maxpo", "n >= 10"]),
+    ("k-above-smallest-group", ["--k", "9"], ["--k", "maxpo", "--estimators"]),
     ("k-1e30", ["--k", "1" + "0" * 30], ["--k"]),
-    ("k-1-with-top2", ["--k", "1"], ["--k 1", "maxpo_top2", "--estimators"]),
+    ("k-1-with-top2", ["--k", "1"], ["--k", "maxpo_top2", "--estimators"]),
 ]
 
 
 @pytest.mark.parametrize(("args", "needles"), [c[1:] for c in BENCH_REFUSED], ids=[c[0] for c in BENCH_REFUSED])
-def test_bench_refuses(run_cli, args: list[str], needles: list[str]) -> None:
-    _expect_refused(run_cli, [*QUICK, *args], needles)
+def test_bench_refuses(run_cli, assert_refused, args: list[str], needles: list[str]) -> None:
+    outcome = run_cli("bench", *QUICK, *args)
+    assert_refused(outcome, *needles, code=2)
+    assert outcome.out == "", "SILENT: timed rows before refusing"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_bench_device_cuda_without_gpu(run_cli) -> None:
-    _expect_refused(run_cli, [*QUICK, "--device", "cuda"], ["--device cuda", "no CUDA device"])
-
-
-def _expect_refused(run_cli, args: list[str], needles: list[str]) -> None:
-    try:
-        outcome = run_cli("bench", *args)
-    except Exception as err:  # noqa: BLE001
-        pytest.fail(f"RAW_TRACEBACK: {type(err).__name__}: {err}")
-    assert "Traceback" not in outcome.text, f"RAW_TRACEBACK:\n{outcome.text}"
-    assert outcome.code != 0, f"SILENT: exit 0\n{outcome.text[-500:]}"
-    missing = [n for n in needles if n.lower() not in outcome.text.lower()]
-    assert not missing, f"OTHER: message lacks {missing}:\n{outcome.text[-800:]}"
+def test_bench_device_cuda_without_gpu(run_cli, assert_refused) -> None:
+    assert_refused(run_cli("bench", *QUICK, "--device", "cuda"), "--device", "cuda", code=2)
 
 
 def test_bench_comma_and_space_lists_are_the_same(run_cli) -> None:
@@ -266,40 +257,41 @@ TINY = ["--p", "0.5", "--n", "4", "--k", "2", "--ratio", "1", "--laws", "binary"
 
 # (id, arguments after --out, needles)
 VARIANCE_REFUSED = [
-    ("p-zero", ["--p", "0"], ["--p", "[1e-06, 0.999999]"]),
-    ("p-one", ["--p", "0.2,1"], ["--p", "[1e-06, 0.999999]"]),
-    ("p-1e-300", ["--p", "1e-300"], ["--p", "[1e-06, 0.999999]"]),  # |E g|^2 underflows: Infinity in the JSON
-    ("p-nan", ["--p", "nan"], ["--p", "finite"]),
-    ("p-empty", ["--p", ","], ["--p needs at least one value"]),
+    ("p-zero", ["--p", "0"], ["--p", "1e-06"]),
+    ("p-one", ["--p", "0.2,1"], ["--p", "0.999999"]),
+    ("p-1e-300", ["--p", "1e-300"], ["--p", "1e-06"]),  # |E g|^2 underflows: Infinity in the JSON
+    ("p-nan", ["--p", "nan"], ["--p", "nan"]),
+    ("p-empty", ["--p", ","], ["--p"]),
     ("p-word", ["--p", "half"], ["--p", "half"]),
-    ("n-one", ["--n", "1"], ["--n", "at least 2"]),
-    ("n-huge", ["--n", "100"], ["--n", "at most 64"]),
+    ("n-one", ["--n", "1"], ["--n", "1"]),
+    ("n-huge", ["--n", "100"], ["--n", "64"]),
     ("n-float", ["--n", "8.0"], ["--n", "8.0"]),
-    ("n-1e9", ["--n", "1000000000"], ["--n", "at most 64"]),
-    ("k-one", ["--k", "1"], ["--k", "at least 2"]),
-    ("k-1e30", ["--k", "1" + "0" * 30], ["--k", "at most 63"]),
-    ("k-not-below-n", ["--n", "4", "--k", "4,8"], ["no cell has K < n"]),
-    ("ratio-zero", ["--ratio", "0"], ["--ratio", "(0, 1000]"]),
-    ("ratio-negative", ["--ratio", "-2"], ["--ratio"]),
-    ("ratio-inf", ["--ratio", "inf"], ["--ratio", "finite"]),
-    ("laws-unknown", ["--laws", "gaussian"], ["--laws: unknown gaussian", "binary, partial4"]),
-    ("laws-empty", ["--laws", ","], ["--laws needs at least one name"]),
-    ("noise-negative", ["--noise", "-1"], ["--noise", "[0, 1e+06]"]),
-    ("noise-nan", ["--noise", "nan"], ["--noise", "finite"]),
+    ("n-1e9", ["--n", "1000000000"], ["--n", "64"]),
+    ("k-one", ["--k", "1"], ["--k", "1"]),
+    ("k-1e30", ["--k", "1" + "0" * 30], ["--k", "63"]),
+    ("k-not-below-n", ["--n", "4", "--k", "4,8"], ["--k", "--n"]),
+    ("ratio-zero", ["--ratio", "0"], ["--ratio", "1000"]),
+    ("ratio-negative", ["--ratio", "-2"], ["--ratio", "-2"]),
+    ("ratio-inf", ["--ratio", "inf"], ["--ratio", "inf"]),
+    ("laws-unknown", ["--laws", "gaussian"], ["--laws", "gaussian", "binary", "partial4"]),
+    ("laws-empty", ["--laws", ","], ["--laws"]),
+    ("noise-negative", ["--noise", "-1"], ["--noise", "-1"]),
+    ("noise-nan", ["--noise", "nan"], ["--noise", "nan"]),
 ]
 
 
 @pytest.mark.parametrize(("args", "needles"), [c[1:] for c in VARIANCE_REFUSED], ids=[c[0] for c in VARIANCE_REFUSED])
-def test_variance_refuses(run_cli, tmp_path, args: list[str], needles: list[str]) -> None:
+def test_variance_refuses(run_cli, assert_refused, tmp_path, args: list[str], needles: list[str]) -> None:
     outcome = run_cli("variance", "--out", tmp_path / "map", *TINY, *args)
-    _classify_refusal(outcome, needles)
+    assert_refused(outcome, *needles, code=2)
     assert not (tmp_path / "map").exists(), "SILENT: wrote outputs for a refused command"
 
 
-def test_variance_writes_its_default_out_and_refuses_an_empty_one(run_cli, tmp_path, monkeypatch) -> None:
+@pytest.mark.slow  # over a second
+def test_variance_writes_its_default_out_and_refuses_an_empty_one(run_cli, assert_refused, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _classify_refusal(run_cli("variance", "--out", "", *TINY), ["--out"])
-    _classify_refusal(run_cli("variance", "--out", "  ", *TINY), ["--out"])
+    assert_refused(run_cli("variance", "--out", "", *TINY), "--out", code=2)
+    assert_refused(run_cli("variance", "--out", "  ", *TINY), "--out", code=2)
     assert list(tmp_path.iterdir()) == [], "SILENT: --out '' wrote into the working folder"
     assert run_cli("variance", *TINY).code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["maxpo_variance"]
@@ -307,7 +299,7 @@ def test_variance_writes_its_default_out_and_refuses_an_empty_one(run_cli, tmp_p
 
 
 @pytest.mark.parametrize("case", ["out-is-a-file", "out-has-foreign-files", "out-parent-missing"])
-def test_variance_out_folder_refusals_leave_files_as_they_were(run_cli, tmp_path, case: str) -> None:
+def test_variance_out_folder_refusals_leave_files_as_they_were(run_cli, assert_refused, tree, tmp_path, case: str):
     target = tmp_path / "map"
     if case == "out-is-a-file":
         target.write_text("keep me")
@@ -316,21 +308,9 @@ def test_variance_out_folder_refusals_leave_files_as_they_were(run_cli, tmp_path
         (target / "notes.txt").write_text("keep me")
     else:
         target = tmp_path / "missing" / "map"
-    before = sorted(
-        (p.relative_to(tmp_path).as_posix(), p.read_bytes() if p.is_file() else b"") for p in tmp_path.rglob("*")
-    )
-    _classify_refusal(run_cli("variance", "--out", target, *TINY), ["--out", str(target)])
-    after = sorted(
-        (p.relative_to(tmp_path).as_posix(), p.read_bytes() if p.is_file() else b"") for p in tmp_path.rglob("*")
-    )
-    assert after == before, "DATA_LOST: files changed"
-
-
-def _classify_refusal(outcome, needles: list[str]) -> None:
-    assert "Traceback" not in outcome.text, f"RAW_TRACEBACK:\n{outcome.text}"
-    assert outcome.code != 0, f"SILENT: exit 0\n{outcome.text[-500:]}"
-    missing = [n for n in needles if n.lower() not in outcome.text.lower()]
-    assert not missing, f"OTHER: message lacks {missing}:\n{outcome.text[-800:]}"
+    before = tree(tmp_path)
+    assert_refused(run_cli("variance", "--out", target, *TINY), "--out", str(target), code=2)
+    assert tree(tmp_path) == before, "DATA_LOST: files changed"
 
 
 # ---------------------------------------------------------------- where rewards, masks and group ids enter
@@ -339,20 +319,20 @@ def _classify_refusal(outcome, needles: list[str]) -> None:
 def test_adapter_refuses_a_mask_of_another_shape() -> None:
     batch = _batch()
     batch["response_mask"] = torch.ones(N_GROUPS * N)  # (bs,): would broadcast to (bs, bs) advantages
-    with pytest.raises(ValueError, match=r"response_mask must have the shape of token_level_rewards \(18, 4\)"):
+    with pytest.raises(ValueError, match=r"response_mask(.|\n)*\(18, 4\)"):
         verl_adapter.compute_maxpo_outcome_advantage(**batch, config=None)
 
 
 def test_adapter_refuses_rewards_that_are_not_a_2d_tensor() -> None:
     batch = _batch()
     batch["token_level_rewards"] = batch["token_level_rewards"].tolist()
-    with pytest.raises(ValueError, match=r"token_level_rewards must be a \(bs, response_length\) tensor, got list"):
+    with pytest.raises(ValueError, match=r"token_level_rewards(.|\n)*list"):
         verl_adapter.compute_pkpo_outcome_advantage(**batch, config=None)
 
 
 @pytest.mark.parametrize(
     ("dtype", "big", "needle"),
-    [(torch.float32, 3e38, "advantages overflow float32"), (torch.float64, 1.7e308, "advantages overflow float64")],
+    [(torch.float32, 3e38, "float32"), (torch.float64, 1.7e308, "float64")],
 )
 def test_finite_rewards_near_the_dtype_limit_are_an_error_not_inf(dtype, big: float, needle: str) -> None:
     r = torch.tensor([big, -big, 0.0, big, -big, 0.0], dtype=dtype)
@@ -361,23 +341,23 @@ def test_finite_rewards_near_the_dtype_limit_are_an_error_not_inf(dtype, big: fl
 
 
 def test_complex_and_non_tensor_rewards_are_refused() -> None:
-    with pytest.raises(ValueError, match="rewards must be real, got a torch.complex64 tensor"):
+    with pytest.raises(ValueError, match="complex64"):
         estimators.maxpo_advantages(torch.ones(4, dtype=torch.complex64), [0] * 4, 1)
-    with pytest.raises(TypeError, match="rewards must be a torch.Tensor, got list"):
+    with pytest.raises(TypeError, match="list"):
         estimators.maxpo_advantages([1.0, 0.0, 0.0], [0] * 3, 1)
 
 
 @pytest.mark.parametrize(
     ("ids", "needle"),
     [
-        (np.zeros((3, 2), dtype=np.int64), r"group ids must be 1-D .*shape \(3, 2\)"),
-        (torch.zeros(3, 2, dtype=torch.int64), r"group ids must be 1-D .*shape \(3, 2\)"),
-        ([[0], [0], [1], [1], [2], [2]], "label of type list"),
-        ([b"a", b"a", b"a", "a", "a", "a"], r"group ids mix label types \(bytes, str\)"),
-        ([1, 1, 1, 1.0, 1.0, 1.0], "label of type float"),
-        (np.array([1, 1, 1, "1", "1", "1"], dtype=object), r"group ids mix label types \(int, str\)"),
-        (np.array([None] * 6, dtype=object), "label of type NoneType"),
-        ({"a": 1}, "group ids must be a 1-D numpy array, list or tensor"),
+        (np.zeros((3, 2), dtype=np.int64), r"\(3, 2\)"),
+        (torch.zeros(3, 2, dtype=torch.int64), r"\(3, 2\)"),
+        ([[0], [0], [1], [1], [2], [2]], "list"),
+        ([b"a", b"a", b"a", "a", "a", "a"], r"bytes.*str"),
+        ([1, 1, 1, 1.0, 1.0, 1.0], "float"),
+        (np.array([1, 1, 1, "1", "1", "1"], dtype=object), r"int.*str"),
+        (np.array([None] * 6, dtype=object), "NoneType"),
+        ({"a": 1}, "group ids"),
     ],
 )
 def test_bad_group_ids_are_refused_with_a_message(ids, needle: str) -> None:
@@ -407,15 +387,15 @@ def test_registered_functions_accept_verls_batch_keywords(name: str) -> None:
 @pytest.mark.parametrize(
     ("estimator", "block", "needles"),
     [
-        ("maxpo", {"m": 2}, ["algorithm.maxpo.m=2 is only read with algorithm.maxpo.objective=top_m"]),
-        ("maxpo", {"objective": "top_m", "m": 9}, ["algorithm.maxpo.m must be an integer with 1 <= m <= k=4"]),
-        ("maxpo", {"objective": "weights", "rank_weights": [1, 2]}, ["algorithm.maxpo.rank_weights", "k=4 entries"]),
-        ("maxpo", {"objective": "weights", "rank_weights": [0, 0, float("nan"), 1]}, ["rank_weights[2]", "finite"]),
-        ("maxpo", {"objective": "best"}, ["algorithm.maxpo.objective must be one of max, top_m, ml, weights"]),
-        ("pkpo", {"objective": "ml"}, ["algorithm.maxpo.objective='ml' does not apply to pkpo", "max@K only"]),
-        ("pkpo_loo", {"objective": "top_m", "m": 2}, ["does not apply to pkpo_loo"]),
-        ("maxrl", {"norm_by_std": True}, ["algorithm.maxpo.norm_by_std=True does not apply to maxrl"]),
-        ("maxpo", {"kernel": "gpu"}, ["algorithm.maxpo.kernel must be one of auto, matrix, scan"]),
+        ("maxpo", {"m": 2}, ["algorithm.maxpo.m", "algorithm.maxpo.objective", "top_m"]),
+        ("maxpo", {"objective": "top_m", "m": 9}, ["algorithm.maxpo.m", "9"]),
+        ("maxpo", {"objective": "weights", "rank_weights": [1, 2]}, ["algorithm.maxpo.rank_weights", "4"]),
+        ("maxpo", {"objective": "weights", "rank_weights": [0, 0, float("nan"), 1]}, ["rank_weights[2]"]),
+        ("maxpo", {"objective": "best"}, ["algorithm.maxpo.objective", "best", "top_m", "weights"]),
+        ("pkpo", {"objective": "ml"}, ["algorithm.maxpo.objective", "ml", "pkpo"]),
+        ("pkpo_loo", {"objective": "top_m", "m": 2}, ["algorithm.maxpo.objective", "pkpo_loo"]),
+        ("maxrl", {"norm_by_std": True}, ["algorithm.maxpo.norm_by_std", "maxrl"]),
+        ("maxpo", {"kernel": "gpu"}, ["algorithm.maxpo.kernel", "gpu", "scan"]),
     ],
 )
 def test_adapter_refuses_objective_options_that_do_not_fit(estimator: str, block: dict, needles: list[str]) -> None:

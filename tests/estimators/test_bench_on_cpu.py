@@ -115,6 +115,7 @@ print(json.dumps({
 
 
 @pytest.mark.skipif(not bench._proc_peak_available(), reason="needs Linux /proc/self/clear_refs")
+@pytest.mark.slow  # a fresh interpreter importing torch
 def test_peak_rss_growth_sees_torch_and_numpy_buffers() -> None:
     # A fresh process with malloc tuned, as the memory worker runs: inside pytest, heap pages freed by earlier
     # tests are reused without raising RSS (glibc's dynamic mmap threshold), which would hide the numpy buffer.
@@ -132,11 +133,10 @@ def test_peak_rss_growth_sees_torch_and_numpy_buffers() -> None:
 def test_large_k_is_refused_before_any_row_is_timed(capsys: pytest.CaptureFixture) -> None:
     """A row that cannot run on the smallest group (maxpo needs n >= k+1; --quick's smallest n is 8) is refused up
     front, naming --k and the row: no row fails after the others were timed."""
-    with pytest.raises(SystemExit) as stop:
-        bench.main(["--quick", "--repeats", "1", "--no-memory", "--estimators", "maxpo", "--k", "8", "--json"])
+    code = bench.main(["--quick", "--repeats", "1", "--no-memory", "--estimators", "maxpo", "--k", "8", "--json"])
     captured = capsys.readouterr()
-    assert stop.value.code == 2 and captured.out == ""
-    assert "--k 8" in captured.err and "maxpo" in captured.err and "n >= 9" in captured.err
+    assert code == 2 and captured.out == ""
+    assert "--k" in captured.err and "maxpo" in captured.err and "9" in captured.err
     assert bench.main(["--quick", "--repeats", "1", "--no-memory", "--estimators", "maxpo", "--k", "7", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert all(r["error"] is None for r in result["rows"])

@@ -12,6 +12,8 @@ import pytest
 
 from verl_maxpo.core.table import ESTIMATORS
 
+pytestmark = pytest.mark.slow  # every test runs the script in a fresh interpreter
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "cuda_check.py"
 # Runs the script with an import hook that refuses verl, ray and pandas, so any import of them fails loudly.
@@ -83,7 +85,7 @@ def test_timings_cover_the_three_shapes(report: dict) -> None:
 
 def test_cuda_without_a_gpu_is_refused(tmp_path: Path) -> None:
     proc = run("--device", "cuda", "--out", tmp_path / "x")
-    assert proc.returncode == 2 and "sees no CUDA device" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "--device" in proc.stderr and "cuda" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "x").exists()
 
 

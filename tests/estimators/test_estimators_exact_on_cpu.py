@@ -389,41 +389,42 @@ def test_empty_batch() -> None:
 
 
 def test_group_too_small_names_size_k_and_fix() -> None:
-    with pytest.raises(GroupTooSmallError, match=r"k=4 needs at least 5 samples.*1 of 2 group.*smallest group size: 4"):
+    # the type, k and the size it needs (5), the smallest size found (4): what a fix needs, not the sentence
+    with pytest.raises(GroupTooSmallError, match=r"(?s)k=4.*\b5\b.*\b4\b"):
         maxpo_advantages(torch.rand(9), [0] * 5 + [1] * 4, 4)
-    with pytest.raises(ValueError, match="lower k"):
+    with pytest.raises(GroupTooSmallError, match=r"\bk\b"):
         maxpo_advantages(torch.rand(4), [0] * 4, 4)
-    with pytest.raises(ValueError, match=r"at least 5 samples"):
+    with pytest.raises(GroupTooSmallError, match=r"\b5\b"):
         pkpo_advantages(torch.rand(4), [0] * 4, 5)
-    with pytest.raises(GroupTooSmallError, match=r"pkpo_loo with k=4 needs at least 5 samples"):
+    with pytest.raises(GroupTooSmallError, match=r"(?s)pkpo_loo.*k=4.*\b5\b"):
         pkpo_loo_advantages(torch.rand(4), [0] * 4, 4)
 
 
 @pytest.mark.parametrize("bad_k", [0, -2, 2.0, 2.5, "4", None, True])
 def test_bad_k(bad_k) -> None:
-    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+    with pytest.raises(ValueError, match=r"\bk\b"):
         maxpo_advantages(torch.rand(8), [0] * 8, bad_k)
 
 
 def test_pkpo_needs_k_at_least_2() -> None:
-    with pytest.raises(ValueError, match="k must be an integer >= 2"):
+    with pytest.raises(ValueError, match=r"\bk\b.*2"):
         pkpo_advantages(torch.rand(8), [0] * 8, 1)
 
 
 def test_non_finite_rewards_are_counted() -> None:
     r = torch.rand(8)
     r[2], r[5], r[6] = float("nan"), float("inf"), float("-inf")
-    with pytest.raises(ValueError, match="3 of 8 rewards are NaN or infinite"):
+    with pytest.raises(ValueError, match=r"\b3\b.*\b8\b"):  # how many of how many
         maxpo_advantages(r, [0] * 8, 2)
 
 
 def test_length_mismatch() -> None:
-    with pytest.raises(ValueError, match="got 8 rewards but 7 group ids"):
+    with pytest.raises(ValueError, match=r"\b8\b.*\b7\b"):
         maxpo_advantages(torch.rand(8), [0] * 7, 2)
 
 
 def test_float_group_ids_rejected() -> None:
-    with pytest.raises(ValueError, match="group ids must be integers or strings"):
+    with pytest.raises(ValueError, match="group ids"):
         maxpo_advantages(torch.rand(4), np.array([0.5, 0.5, 1.5, 1.5]), 1)
 
 
@@ -587,9 +588,9 @@ def test_maxrl_formula_and_the_all_zero_group() -> None:
 
 
 def test_maxrl_refuses_negative_rewards_and_groups_of_one() -> None:
-    with pytest.raises(ValueError, match=r"maxrl is defined for success rewards >= 0.*1 of 4 rewards are negative"):
+    with pytest.raises(ValueError, match=r"(?s)maxrl.*\b1\b.*\b4\b"):
         maxrl_advantages(torch.tensor([1.0, -0.5, 0.0, 1.0]), [0, 0, 1, 1])
-    with pytest.raises(GroupTooSmallError, match=r"maxrl needs at least 2 samples per group.*smallest group size: 1"):
+    with pytest.raises(GroupTooSmallError, match=r"(?s)maxrl.*\b2\b.*\b1\b"):
         maxrl_advantages(torch.tensor([1.0, 0.0, 1.0]), [0, 0, 1])
 
 

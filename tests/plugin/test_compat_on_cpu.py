@@ -114,10 +114,8 @@ def test_check_reads_a_source_tree_and_names_what_is_missing(tmp_path, capsys) -
     assert "not found" in rows["estimator_registry"]["detail"]
 
 
-def test_check_refuses_a_folder_without_verl(tmp_path) -> None:
-    with pytest.raises(SystemExit) as err:
-        check.main(["--verl-source", str(tmp_path)])
-    assert err.value.code == 2
+def test_check_refuses_a_folder_without_verl(tmp_path, run_main, assert_refused) -> None:
+    assert_refused(run_main(check.main, "--verl-source", tmp_path), "--verl-source", code=2)
 
 
 @pytest.mark.slow

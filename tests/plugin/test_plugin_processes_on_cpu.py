@@ -126,10 +126,10 @@ def test_check_command_explains_a_failure() -> None:
     proc = run([sys.executable, "-m", "verl_maxpo", "check"], VERL_USE_EXTERNAL_PLUGINS="none")
     assert proc.returncode == 1
     assert "FAIL" in proc.stderr
-    assert "VERL_USE_EXTERNAL_PLUGINS=none disables plugin discovery" in proc.stderr
+    assert "VERL_USE_EXTERNAL_PLUGINS=none" in proc.stderr  # the setting that stops it, and the way out:
     assert "VERL_USE_EXTERNAL_MODULES=verl_maxpo.plugin" in proc.stderr
     listed = run([sys.executable, "-m", "verl_maxpo", "check"], VERL_USE_EXTERNAL_PLUGINS="someone_else")
-    assert listed.returncode == 1 and "does not list `maxpo`" in listed.stderr
+    assert listed.returncode == 1 and "someone_else" in listed.stderr and "maxpo" in listed.stderr
 
 
 def test_ray_actor_finds_maxpo_with_only_import_verl() -> None:

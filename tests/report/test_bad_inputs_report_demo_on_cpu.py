@@ -160,18 +160,18 @@ def _check_k_forms(p: Path, outcome) -> None:
 
 
 REPORT_CASES = [
-    Case("report out is a file", _out_is_file, code=2, needles=("out", "not a folder")),
+    Case("report out is a file", _out_is_file, code=2, needles=("--out",)),
     Case("report out under a file", _out_under_file, code=2, needles=("blocker",)),
     Case("report score with 5000 digits", _huge_digits, code=1, needles=("2.jsonl:5",)),
-    Case("report score 1e400 as an int", _huge_int, code=1, needles=("2.jsonl:5", "finite")),
-    Case("report deeply nested dump line", _deep_json, code=1, needles=("2.jsonl:5", "nested")),
+    Case("report score 1e400 as an int", _huge_int, code=1, needles=("2.jsonl:5",)),
+    Case("report deeply nested dump line", _deep_json, code=1, needles=("2.jsonl:5",)),
     Case("report deeply nested train log", _deep_train_log, code=1, needles=("train_log.jsonl:1",)),
     Case("report NaN in meta.json", lambda p: _meta(p, '{"k": NaN}'), code=1, needles=("meta.json", "NaN")),
     Case("report meta.json a list", lambda p: _meta(p, "[4]"), code=1, needles=("meta.json",)),
     Case("report meta.json k a string", lambda p: _meta(p, META_K_STRING), code=1, needles=("meta.json", "k")),
     Case("report meta.json not JSON", lambda p: _meta(p, "{"), code=1, needles=("meta.json",)),
     Case("report meta.json not UTF-8", lambda p: _meta(p, b'{"k": "\xff"}'), code=1, needles=("meta.json",)),
-    Case("report duplicate step files", _dup_steps, code=1, needles=("01.jsonl", "1.jsonl", "step 1")),
+    Case("report duplicate step files", _dup_steps, code=1, needles=("01.jsonl", "1.jsonl")),
     Case("report duplicate step files: first kept", _dup_steps, expect="exact", code=1, check=_check_dup),
     Case("report pass threshold nan", lambda p: ["report", str(good_run(p)), "--pass-threshold", "nan"], code=2),
     Case("report pass threshold inf", lambda p: ["report", str(good_run(p)), "--pass-threshold", "inf"], code=2),
@@ -199,9 +199,9 @@ REPORT_CASES = [
     ),
     Case("report labels count", lambda p: ["report", str(good_run(p)), "--label", "a", "b"], code=2),
     Case("report missing folder", lambda p: ["report", t(p, "nope"), "--out", t(p, "o")], code=1, needles=("nope",)),
-    Case("report empty folder", lambda p: ["report", str(p), "--out", t(p, "o")], code=1, needles=("no <step>",)),
+    Case("report empty folder", lambda p: ["report", str(p), "--out", t(p, "o")], code=1, needles=("jsonl",)),
     Case("report dump not UTF-8", lambda p: _bad_bytes(p), code=1, needles=("1.jsonl", "utf")),
-    Case("report unreadable folder", _unreadable, code=1, needles=("unreadable",)),
+    Case("report unreadable folder", _unreadable, code=1, needles=("_seed0/val",)),
     Case("report stale outputs removed", _stale_outputs, expect="exact", code=0, check=_check_stale),
     Case("report rerun over earlier results", _rerun, code=2, needles=("--force", "--out")),
     Case("report rerun over earlier results: kept", _rerun, expect="kept", keep=lambda p: p / "out"),
@@ -304,7 +304,7 @@ DEMO_CASES = [
     Case("demo seeds 0", demo("--seeds", "0"), code=2, needles=("--seeds",)),
     Case("demo seed negative", demo("--seed", "-1"), code=2, needles=("--seed",)),
     Case("demo estimators comma", demo("--estimators", ","), code=2, needles=("--estimators",)),
-    Case("demo estimators duplicate", demo("--estimators", "maxpo,maxpo"), code=2, needles=("more than once",)),
+    Case("demo estimators duplicate", demo("--estimators", "maxpo,maxpo"), code=2, needles=("--estimators", "maxpo")),
     Case("demo estimators unknown", demo("--estimators", "maxpo", "nope"), code=2, needles=("nope", "pkpo_loo")),
     Case("demo k zero", demo("--k", "0"), code=2, needles=("--k",)),
     Case("demo n below k+1", demo("--n", "4", "--k", "4"), code=2, needles=("--n",)),
@@ -331,17 +331,17 @@ DEMO_CASES = [
     Case("demo gradvar-draws 1", demo("--gradvar-draws", "1"), code=2, needles=("--gradvar-draws",)),
     Case("demo gradvar-prompts 0", demo("--gradvar-prompts", "0"), code=2, needles=("--gradvar-prompts",)),
     Case("demo loss-agg-mode bogus", demo("--loss-agg-mode", "bogus"), code=2, needles=("--loss-agg-mode",)),
-    Case("demo device cuda without gpu", demo("--device", "cuda"), code=2, needles=("cuda",)),
+    Case("demo device cuda without gpu", demo("--device", "cuda"), code=2, needles=("--device", "cuda")),
     Case("demo device nonsense", demo("--device", "tpu9"), code=2, needles=("--device",)),
     Case("demo k text", demo("--k", "four"), code=2, needles=("--k",)),
     Case("demo steps octal-looking", demo("--steps", "010"), code=2, needles=("--steps",)),
-    Case("demo out is a file", _demo_out_file, code=2, needles=("not a folder",)),
-    Case("demo out under a file", _demo_out_under_file, code=2, needles=("file.txt", "not a")),
-    Case("demo out unwritable", lambda p: ["demo", "--quick", "--out", "/proc/maxpo_demo/out"], needles=("/proc",)),
+    Case("demo out is a file", _demo_out_file, code=2, needles=("--out",)),
+    Case("demo out under a file", _demo_out_under_file, code=2, needles=("--out", "file.txt")),
+    Case("demo out unwritable", lambda p: ["demo", "--quick", "--out", "/proc/maxpo/o"], code=2, needles=("/proc",)),
     Case("demo out empty", demo("--out", " "), code=2, needles=("--out",)),
-    Case("demo force over a user's run", _demo_force_over_users_run, code=2, needles=("would overwrite", "runs/")),
+    Case("demo force over a user's run", _demo_force_over_users_run, code=2, needles=("runs/maxpo_seed0",)),
     Case("demo force over a user's run: kept", _demo_force_over_users_run, expect="kept", keep=lambda p: p / "out"),
-    Case("demo out not empty", _demo_nonempty, code=2, needles=("not empty", "--force")),
+    Case("demo out not empty", _demo_nonempty, code=2, needles=("notes.txt", "--force")),
     Case("demo out not empty: kept", _demo_nonempty, expect="kept", keep=lambda p: p / "out"),
     Case("demo preset unknown", demo("--preset", "dense9"), code=2, needles=("--preset",)),
 ]
@@ -408,7 +408,7 @@ PARAMS = [pytest.param(c, marks=pytest.mark.slow) if c in CHECK_CASES else c for
 
 
 @pytest.mark.parametrize("case", PARAMS, ids=[c.name for c in CASES])
-def test_bad_input(case: Case, tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_input(case: Case, tmp_path: Path, run_cli, assert_refused, monkeypatch: pytest.MonkeyPatch) -> None:
     from verl_maxpo.tools.demo import main as demo_module
 
     def tripwire(*args, **kwargs):
@@ -452,5 +452,4 @@ def test_bad_input(case: Case, tmp_path: Path, run_cli, monkeypatch: pytest.Monk
         if case.check is not None:
             case.check(tmp_path, outcome)
         return
-    for needle in case.needles:
-        assert needle.lower() in outcome.text.lower(), f"[other] message lacks {needle!r}:\n{outcome.text[-1500:]}"
+    assert_refused(outcome, *case.needles)  # each option, file or value named in the message (usage aside)

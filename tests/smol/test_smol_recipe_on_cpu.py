@@ -31,6 +31,7 @@ def test_the_recipe_holds_the_real_model_settings() -> None:
     assert cfg.actor_rollout_ref.rollout.n >= cfg.algorithm.maxpo.k + 1
 
 
+@pytest.mark.slow  # over a second
 def test_plus_adds_a_key_only_where_the_config_lacks_it() -> None:
     with pytest.raises(ConfigCompositionException, match="already at"):
         composed(["+algorithm.maxpo.k=8"])  # the recipe declares algorithm.maxpo.k

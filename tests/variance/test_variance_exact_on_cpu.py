@@ -159,6 +159,7 @@ def test_command_writes_every_cell_and_replaces_its_own_outputs_with_force(run_c
     assert [f.name for f in tmp_path.iterdir()] == ["map"]  # no stage folder left behind
 
 
+@pytest.mark.slow  # over a second
 def test_force_writes_beside_a_users_files_and_never_touches_them(run_cli, tmp_path) -> None:
     out = tmp_path / "mine"
     out.mkdir()
@@ -177,16 +178,6 @@ def test_force_writes_beside_a_users_files_and_never_touches_them(run_cli, tmp_p
     outcome = run_cli("variance", "--out", other, *TINY, *BASE, "--force")
     assert outcome.code != 0 and "summary.md" in outcome.err and "Traceback" not in outcome.text
     assert snapshot(other) == [("summary.md", b"my summary")]
-
-
-def test_a_map_written_before_manifests_is_replaced(run_cli, tmp_path) -> None:
-    out = tmp_path / "old"
-    assert run_cli("variance", "--out", out, *TINY, *BASE).code == 0
-    (out / ".verl_maxpo_outputs.json").unlink()
-    (out / "heatmap_binary_gone_over_pkpo.png").write_bytes(b"png")  # a heatmap the old map had, now dropped
-    assert run_cli("variance", "--out", out, *TINY, *BASE).code == 2  # an earlier map: results need --force
-    assert run_cli("variance", "--out", out, *TINY, *BASE, "--force").code == 0
-    assert sorted(f.name for f in out.iterdir()) == BASE_FILES
 
 
 @pytest.mark.parametrize("case", ["under-a-file", "unwritable"])
@@ -339,6 +330,7 @@ def _no_constants(name: str) -> None:
     raise AssertionError(f"{name} in variance.json (not JSON)")
 
 
+@pytest.mark.slow  # over a second
 def test_quick_map_takes_seconds_and_writes_strict_json(run_cli, tmp_path) -> None:
     out = tmp_path / "quick"
     outcome = run_cli("variance", "--quick", "--out", out)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from verl_maxpo.cli.extras import EXIT_MISSING_EXTRA, missing_for_command, missing_module_message
+from verl_maxpo.runs import command
 
 # sub-command -> (module, one-line help). Each module exposes `main(argv: list[str] | None) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -28,6 +28,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tiny-assets": ("verl_maxpo.tasks.tiny.assets", "tiny local model + task (parquet) for verl's trainer on a CPU"),
     "smol-assets": ("verl_maxpo.tasks.smol.assets", "SmolLM2-135M-Instruct (from PyPI) + arithmetic task for a CPU"),
 }
+# Commands that still handle signals themselves: launch waits for its trainer child on KeyboardInterrupt, so a
+# SIGTERM raised as one (runs.command) would wait for a child that never got it. Empty once launch adopts `run`.
+OWN_SIGNALS = {"launch"}
 
 
 def _usage() -> str:
@@ -45,23 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"verl-maxpo: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
-    # An optional package of the command's extra is missing: say which extra to install, before any work.
-    if not {"-h", "--help"} & set(rest) and (message := missing_for_command(name)):
-        print(message, file=sys.stderr)
-        return EXIT_MISSING_EXTRA
-    try:
-        module = importlib.import_module(COMMANDS[name][0])
-        return int(module.main(rest) or 0)
-    except KeyboardInterrupt:  # Ctrl-C before the command's own handling (importing torch takes seconds)
-        print(f"verl-maxpo {name}: interrupted", file=sys.stderr)
-        return 130
-    except ModuleNotFoundError as err:
-        message = missing_module_message(name, err)
-        if message is None:
-            raise
-        print(message, file=sys.stderr)
-        return EXIT_MISSING_EXTRA
+        return command.EXIT_USAGE
+    if name in OWN_SIGNALS:
+        try:
+            return int(importlib.import_module(COMMANDS[name][0]).main(rest) or 0)
+        except KeyboardInterrupt:
+            print(f"verl-maxpo {name}: interrupted", file=sys.stderr)
+            return 130
+    # Importing the module runs under the policy too: a missing extra is 3, Ctrl-C while torch loads is 130.
+    return command.run(name, lambda args: importlib.import_module(COMMANDS[name][0]).main(args), rest)
 
 
 if __name__ == "__main__":

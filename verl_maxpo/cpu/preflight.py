@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from verl_maxpo.cpu.resources import fit_message, needed
+from verl_maxpo.runs import command
 from verl_maxpo.runs.args import int_at_least
 
 
@@ -93,6 +94,11 @@ def _is_smol(folder: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m verl_maxpo.cpu.preflight` (runs/command.py owns the exit status)."""
+    return command.run("preflight", _main, argv, prog="preflight")
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     found = problems(args)
     for problem in found:

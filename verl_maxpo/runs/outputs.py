@@ -37,7 +37,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -126,18 +126,15 @@ def check_out(
     command: str,
     force: bool = False,
     what: str = "--out",
-    legacy: Callable[[Path], list[str] | None] | None = None,
     *,
     results: bool = True,
 ) -> Path:
     """Check that `command` may publish into `out`; returns the absolute target. Call it before any slow work.
 
-    `legacy(target)`: for a folder without a manifest, the files an older version of the command wrote there
-    (None when it is not such a folder). `results`: the command's earlier outputs there are replaced only with
-    `force`. Raises OutputError.
+    `results`: the command's earlier outputs there are replaced only with `force`. Raises OutputError.
     """
     target = _target(out, what)
-    _earlier_files(target, command, force, what, legacy, results)
+    _earlier_files(target, command, force, what, results)
     return target
 
 
@@ -156,7 +153,6 @@ def _earlier_files(
     command: str,
     force: bool,
     what: str,
-    legacy: Callable[[Path], list[str] | None] | None,
     results: bool = True,
 ) -> list[str]:
     """The files to replace in `target` (those the command wrote before); OutputError when it may not write."""
@@ -177,7 +173,7 @@ def _earlier_files(
             f"{what} {target} holds the outputs of `verl-maxpo {manifest['command']}`; give {command} a folder "
             "of its own (one folder holds one command's outputs)"
         )
-    earlier = manifest["files"] if manifest is not None else (legacy(target) if legacy else None) or []
+    earlier = manifest["files"] if manifest is not None else []
     foreign = _foreign(target, earlier)
     if foreign and manifest is None and not earlier and not force:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
@@ -320,7 +316,6 @@ def publish(
     force: bool = False,
     *,
     what: str = "--out",
-    legacy: Callable[[Path], list[str] | None] | None = None,
     results: bool = True,
 ) -> Iterator[Published]:
     """Stage the command's files, then publish them into `out` (see the module docstring for the policy).
@@ -331,14 +326,15 @@ def publish(
         force: allow a non-empty folder that holds no outputs of `command` (its files are left alone), and replace
             the command's own earlier outputs there.
         what: the option's name in messages ("--out", "--out-dir").
-        legacy: see `check_out`.
         results: see `check_out` (False: a rerun replaces the command's earlier files without `force`).
 
     Raises:
         OutputError: the folder cannot be used (nothing was written); KeyboardInterrupt/Interrupted on Ctrl-C or
         SIGTERM (the stage is removed, the target is as it was); any error of the `with` body (likewise).
     """
-    target = check_out(out, command, force, what, legacy, results=results)
+    from verl_maxpo.runs.command import started  # lazy: command imports this module
+
+    target = check_out(out, command, force, what, results=results)
     pending: list[int] = []
     with _signals(defer=False):
         home, prefix = (
@@ -356,11 +352,12 @@ def publish(
             umask = os.umask(0)
             os.umask(umask)
             stage.chmod(0o777 & ~umask)  # mkdtemp makes it private; outputs are ordinary folders
+            started()  # an OutputError from here on exits 1 under runs.command
             yield Published(stage, target)
             try:
                 with output_lock(target):
                     # again: another writer may have won
-                    earlier = _earlier_files(target, command, force, what, legacy, results)
+                    earlier = _earlier_files(target, command, force, what, results)
                     if target.is_dir():
                         pending = _move_in(stage, target, command, earlier, what)
                     else:

@@ -41,7 +41,7 @@ import torch
 
 from verl_maxpo.core.table import ARMS
 from verl_maxpo.core.table import ESTIMATORS as TABLE
-from verl_maxpo.runs import strict_json
+from verl_maxpo.runs import command, strict_json
 from verl_maxpo.runs.args import MAX_SEED, flat_names, int_at_least
 
 __all__ = ["ESTIMATORS", "main", "make_inputs", "peak_rss_growth", "run_bench"]
@@ -514,7 +514,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `verl-maxpo bench`."""
+    """Entry point of `verl-maxpo bench` (runs/command.py owns the exit status)."""
+    return command.run("bench", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:

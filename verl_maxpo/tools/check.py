@@ -20,6 +20,7 @@ from pathlib import Path
 
 from verl_maxpo.core.table import ESTIMATORS
 from verl_maxpo.integration import compat
+from verl_maxpo.runs import command
 
 # Runs in a fresh interpreter: exactly what verl's TaskRunner and workers do at start-up.
 # Errors are reported as "Type: message (at file:line)", the last frame only: a message, not a traceback.
@@ -130,6 +131,11 @@ def _touch_point_reason(rows: list[dict]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of `verl-maxpo check` (runs/command.py owns the exit status)."""
+    return command.run("check", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="verl-maxpo check", description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=sys.executable, help="interpreter to probe (default: this one)")
     parser.add_argument("--json", action="store_true", help="print the raw probe result as JSON")

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from verl_maxpo.runs import command
 from verl_maxpo.runs.args import int_at_least
 
 
@@ -140,15 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m verl_maxpo.tools.smol_bench` (runs/command.py owns the exit status)."""
+    return command.run("smol_bench", _main, argv, prog="smol_bench")
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from verl_maxpo.tasks.smol.assets import validate_assets
 
     if (problem := validate_assets(args.assets)) is not None:
-        print(f"smol_bench: --assets {args.assets}: {problem} (build it with verl-maxpo smol-assets)", file=sys.stderr)
-        return 2
+        raise command.UsageError(f"--assets {args.assets}: {problem} (build it with verl-maxpo smol-assets)")
     if args.mode == "calibrate" and max(args.k) > args.n:
-        print(f"smol_bench: --k {max(args.k)} needs --n >= {max(args.k)}", file=sys.stderr)
-        return 2
+        raise command.UsageError(f"--k {max(args.k)} needs --n >= {max(args.k)}")
     load_before = os.getloadavg()
     result = calibrate(args) if args.mode == "calibrate" else rollout(args)
     result["loadavg_before_after"] = [round(x, 2) for x in (*load_before, *os.getloadavg())]

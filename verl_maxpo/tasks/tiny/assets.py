@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from verl_maxpo.runs import strict_json
+from verl_maxpo.runs import command, strict_json
 from verl_maxpo.runs.args import MAX_PROMPTS, MAX_SEED, int_at_least
 from verl_maxpo.runs.outputs import OutputError, check_out, owned_files, publish
 
@@ -155,28 +155,22 @@ def validate_assets(folder: str | os.PathLike[str], files: tuple[str, ...] = FIL
     return None
 
 
-def _legacy_files(folder: Path) -> list[str] | None:
-    """Assets built before the outputs manifest: manifest.json and FILES (only when all of them are there)."""
-    return [*FILES, MANIFEST] if existing_manifest(folder) is not None else None
-
-
-def _err(message: str) -> int:
-    print(f"tiny-assets: {message}", file=sys.stderr)
-    return 2
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of `verl-maxpo tiny-assets` (runs/command.py owns the exit status)."""
+    return command.run(COMMAND, _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     opts = options(args)
     room = 10 ** (2 * args.digits) // 2  # AdditionTask holds out distinct pairs from at most half of all pairs
     if args.test_prompts > room:
-        return _err(f"--test-prompts {args.test_prompts} is too many for {args.digits}-digit operands (at most {room})")
-    try:
-        # Earlier assets are not replaced here without --force: reused when they match, else refused below.
-        out = check_out(args.out, COMMAND, args.force, legacy=_legacy_files, results=False)
-    except OutputError as err:
-        return _err(str(err))
-    earlier = [f for f in (owned_files(out, COMMAND) or _legacy_files(out) or []) if os.path.lexists(out / f)]
+        raise command.UsageError(
+            f"--test-prompts {args.test_prompts} is too many for {args.digits}-digit operands (at most {room})"
+        )
+    # Earlier assets are not replaced here without --force: reused when they match, else refused below.
+    out = check_out(args.out, COMMAND, args.force, results=False)
+    earlier = [f for f in owned_files(out, COMMAND) if os.path.lexists(out / f)]
     if earlier:
         manifest = existing_manifest(out)
         if manifest is None:
@@ -190,21 +184,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             problem = f"damaged tiny assets ({problem})"
         if not args.force:
-            return _err(
+            raise OutputError(
                 f"--out {out} holds {problem}; pass --force to replace them (only the "
                 "command's files), or choose another --out"
             )
-    try:
-        with publish(out, COMMAND, args.force, legacy=_legacy_files) as staged:
-            manifest = build(staged.stage, opts)
-    except OutputError as err:
-        return _err(str(err))
-    except KeyboardInterrupt:
-        print(f"tiny-assets: interrupted; {out} left as it was", file=sys.stderr)
-        return 130
-    except OSError as err:
-        print(f"tiny-assets: cannot write {out}: {err}", file=sys.stderr)
-        return 1
+    # An OSError while building exits 1 with nothing half-written (the stage is removed).
+    with publish(out, COMMAND, args.force) as staged:
+        manifest = build(staged.stage, opts)
     print(f"tiny-assets: wrote {out} in {manifest['build_seconds']} s (warm-start loss {manifest['warm_start_loss']})")
     return 0
 

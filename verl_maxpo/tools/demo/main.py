@@ -21,7 +21,6 @@ Output layout, published by verl_maxpo.runs.outputs (staged, then moved into pla
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 import sys
@@ -34,6 +33,7 @@ from typing import Any
 import torch
 
 from verl_maxpo.core.table import ARMS
+from verl_maxpo.runs import command as policy
 from verl_maxpo.runs import strict_json
 from verl_maxpo.runs.outputs import OutputError, check_out, owned_files, publish, through_link
 from verl_maxpo.tasks.addition import AdditionTask, build_policy, warm_start
@@ -42,10 +42,9 @@ from verl_maxpo.tools.demo.workers import Job, Progress, run_jobs, single_thread
 
 COMMAND = "demo"
 LOG_NAME = "demo.log"
-OLD_MANIFEST = ".verl_maxpo_demo.json"  # the top-level names an earlier version of the demo wrote
 
 
-class DemoError(Exception):
+class DemoError(policy.UsageError):
     """A refusal found after parsing (an arm verl does not have): printed as one line, exit status 2."""
 
 
@@ -235,27 +234,11 @@ def run_demo(cfg: DemoConfig, stage: Path, command: str) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _legacy_files(target: Path) -> list[str] | None:
-    """The files an earlier version of the demo wrote into `target` (its manifest listed top-level names)."""
-    try:
-        names = json.loads((target / OLD_MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(names, list):
-        return None
-    files = [OLD_MANIFEST]
-    for name in (n for n in names if isinstance(n, str) and "/" not in n and n not in ("", ".", "..")):
-        path = target / name
-        found = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        files += [p.relative_to(target).as_posix() for p in found]
-    return files
-
-
 def _check_planned(cfg: DemoConfig) -> None:
     """Refuse, before any work, to write a path of OUT that holds something the demo did not write there."""
     if not cfg.out.is_dir():
         return
-    owned = set(owned_files(cfg.out, COMMAND)) | set(_legacy_files(cfg.out) or [])
+    owned = set(owned_files(cfg.out, COMMAND))
     planned = [f"runs/{arm}_seed{s}" for arm in cfg.arms for s in cfg.seed_list]
     planned += ["report.md", "summary.md", "summary.json", LOG_NAME]
     linked = [p for p in planned if through_link(cfg.out, p + "/x")]
@@ -273,34 +256,19 @@ def _check_planned(cfg: DemoConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the whole A/B; 0 on success, 2 for a bad option or output folder (refused before any work), 130/143
-    on Ctrl-C/SIGTERM (the output folder is left as it was)."""
-    try:
-        return _main(argv)
-    except KeyboardInterrupt as stop:  # also outputs.Interrupted (SIGTERM); a message, not a traceback
-        signum = getattr(stop, "signum", 2)
-        print(f"\nverl-maxpo demo: interrupted ({stop or 'SIGINT'}); the output folder is as it was", file=sys.stderr)
-        return 128 + signum
+    """Run the whole A/B under the command policy (runs/command.py): 0 on success, 2 for a bad option or output
+    folder (refused before any work), 1 when the folder changed while it ran, 130/143 on Ctrl-C/SIGTERM (the
+    output folder is left as it was)."""
+    return policy.run(COMMAND, _main, argv)
 
 
-def _main(argv: list[str] | None) -> int:
+def _main(argv: list[str]) -> int:
     cfg = parse_config(argv)
-    command = shlex.join(["verl-maxpo", "demo", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        check_out(cfg.out, COMMAND, cfg.force, legacy=_legacy_files)
-        _check_planned(cfg)
-    except OutputError as err:
-        print(f"verl-maxpo demo: error: {err}", file=sys.stderr)
-        return 2
-    try:
-        with publish(cfg.out, COMMAND, cfg.force, legacy=_legacy_files) as out:
-            text = run_demo(cfg, out.stage, command)
-    except DemoError as err:
-        print(f"verl-maxpo demo: error: {err}", file=sys.stderr)
-        return 2
-    except OutputError as err:
-        print(f"verl-maxpo demo: error: {err}", file=sys.stderr)
-        return 1
+    command = shlex.join(["verl-maxpo", "demo", *argv])
+    check_out(cfg.out, COMMAND, cfg.force)
+    _check_planned(cfg)
+    with publish(cfg.out, COMMAND, cfg.force) as out:
+        text = run_demo(cfg, out.stage, command)
     print(text)
     print(f"\nruns (verl file logs + validation dumps): {out.target / 'runs'}")
     print(f"curves report: {out.target / 'report.md'}")

@@ -19,7 +19,6 @@ Values are fractions in [0, 1] for 0/1 scores (never percent), and in score unit
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from verl_maxpo.core.table import ARMS
-from verl_maxpo.runs import strict_json
+from verl_maxpo.runs import command, strict_json
 from verl_maxpo.runs.args import flat_ints, flat_parts, float_in
 from verl_maxpo.runs.outputs import OutputError, check_out, publish
 from verl_maxpo.tools import stats
@@ -57,8 +56,6 @@ __all__ += ["write_report_files"]
 DEFAULT_OUT = "maxpo_report"
 COMMAND = "report"  # the command name in the outputs manifest
 MAX_K = 1_000_000
-# The manifest of older reports (a JSON list of file names): still read, so their files are replaced, not doubled.
-_OLD_MANIFEST = ".verl_maxpo_report.json"
 # Training-log metrics plotted when present, in this order; `val-core/...` means are added after them.
 _TRAIN_METRICS = (  # verl's names; the demo logs the same names for the same quantities
     "critic/score/mean",
@@ -388,9 +385,9 @@ def write_report(
             verdicts=verdicts,
         )  # fmt: skip
     _check_inputs(len(run_dirs), ks, labels, groups, train_logs)
-    check_out(out_dir, COMMAND, force, legacy=_old_report_files)
+    check_out(out_dir, COMMAND, force)
     report, runs = build_report(run_dirs, ks, pass_threshold, labels, groups, train_logs, verdicts)
-    with publish(out_dir, COMMAND, force, legacy=_old_report_files) as out:
+    with publish(out_dir, COMMAND, force) as out:
         result = _write_files(out.stage, report, runs)
     return _located(result, out.target)
 
@@ -431,19 +428,6 @@ def _write_files(
 
 def _located(result: dict[str, Any], folder: Path) -> dict[str, Any]:
     return {**result, "plots": [str(folder / p) for p in result["plots"]], "report": str(folder / result["report"])}
-
-
-def _old_report_files(folder: Path) -> list[str] | None:
-    """The files an older report listed in its own manifest, which the new one replaces."""
-    try:
-        listed = json.loads((folder / _OLD_MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return None
-    if not isinstance(listed, list):
-        return None
-    return [n for n in listed if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")] + [
-        _OLD_MANIFEST
-    ]
 
 
 def _extremes_json(e: Extremes, with_se: bool) -> dict[str, Any]:
@@ -790,8 +774,12 @@ def _verdict_options(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `verl-maxpo report`. Exit status 0, or 1 when some input was bad (the report still comes
-    out), or 2 for a usage error or an unusable --out folder."""
+    """Entry point of `verl-maxpo report` (runs/command.py owns the exit status): 0, or 1 when some input was bad
+    (the report still comes out), or 2 for a usage error or an --out folder refused before any work."""
+    return command.run(COMMAND, _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     # An empty path would read (or write) the current folder: refuse it where it enters.
@@ -800,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_log is not None and any(not str(t).strip() for t in args.train_log):
         parser.error("--train-log is empty; give a file, or - for none")
     try:
-        ks = flat_ints(args.k, "--k") if args.k is not None else None
+        ks = flat_ints(args.k, "--k", minimum=1, maximum=MAX_K) if args.k is not None else None
     except argparse.ArgumentTypeError as err:
         parser.error(str(err))
     train_logs = None if args.train_log is None else [None if t == "-" else t for t in args.train_log]
@@ -817,13 +805,9 @@ def main(argv: list[str] | None = None) -> int:
                 args.run_dirs, out, ks, args.pass_threshold, labels, groups, train_logs=train_logs, force=args.force,
                 verdicts=verdicts,
             )  # fmt: skip
-    except OutputError as err:
-        print(f"verl-maxpo report: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"verl-maxpo report: interrupted; {out or 'nothing'} left as it was", file=sys.stderr)
-        return 130
-    except ValueError as err:
+    except OutputError:
+        raise
+    except ValueError as err:  # labels, groups or --k that do not fit the run folders
         parser.error(str(err))
     for e in result["errors"]:
         print(f"error: {e}", file=sys.stderr)
