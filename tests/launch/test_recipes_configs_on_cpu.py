@@ -147,11 +147,11 @@ def prepared(tmp_path_factory) -> Path:
     """gsm8k/, math/ and code/ parquet made by the data scripts from the committed fixtures."""
     out = tmp_path_factory.mktemp("data")
     for script, fixture, task in (
-        ("prepare_gsm8k.py", "gsm8k", "gsm8k"),
-        ("prepare_math.py", "math", "math"),
-        ("prepare_code.py", "code_contests", "code"),
+        ("gsm8k", "gsm8k", "gsm8k"),
+        ("math", "math", "math"),
+        ("code", "code_contests", "code"),
     ):
-        cmd = [sys.executable, str(ROOT / "scripts" / script), "--local-dir", str(FIXTURES / fixture)]
+        cmd = [sys.executable, "-m", "verl_maxpo", "prepare", script, "--local-dir", str(FIXTURES / fixture)]
         subprocess.run([*cmd, "--out-dir", str(out / task)], check=True, capture_output=True, timeout=120)
     return out
 

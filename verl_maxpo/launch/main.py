@@ -80,9 +80,9 @@ class TaskSpec:
 
 # A new task is one line here plus its recipe.
 TASKS: Mapping[str, TaskSpec] = {
-    "gsm8k": TaskSpec("math", "python scripts/prepare_gsm8k.py --out-dir {dir}"),
-    "math": TaskSpec("math", "python scripts/prepare_math.py --out-dir {dir}"),
-    "code": TaskSpec("code", "python scripts/prepare_code.py --out-dir {dir}", code=True),
+    "gsm8k": TaskSpec("math", "verl-maxpo prepare gsm8k --out-dir {dir}"),
+    "math": TaskSpec("math", "verl-maxpo prepare math --out-dir {dir}"),
+    "code": TaskSpec("code", "verl-maxpo prepare code --out-dir {dir}", code=True),
     "tiny": TaskSpec("tiny", "verl-maxpo tiny-assets --out {dir}", cpu=True, assets="tiny_assets",
                      assets_default="{out_dir}/tiny_assets"),
     # A real 135M model: 2 BLAS threads per process use the second core (the tiny model gains nothing from it).
