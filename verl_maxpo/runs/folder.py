@@ -234,7 +234,8 @@ class RunFolder:
         if existing is not None and existing != meta:
             diff = "; ".join(meta.differences(existing))
             raise RunFolderError(
-                f"{self.path} holds a run with other settings ({diff}); use another run folder (--out, run_dir=) or remove that one"
+                f"{self.path} holds a run with other settings ({diff}); use another run folder (--out, run_dir=) "
+                "or remove that one"
             )
         foreign = [p for p in self.path.iterdir() if p.name not in _OWN_NAMES] if self.path.is_dir() else []
         if existing is None and (foreign or any(self.val_dir.glob("*"))):
