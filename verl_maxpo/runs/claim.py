@@ -23,7 +23,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from verl_maxpo.core.table import ARMS, ESTIMATORS, MaxPOOptions
+from verl_maxpo.core.table import ARMS, ESTIMATORS, MaxPOOptions, arm_reads_k
 from verl_maxpo.runs.folder import RunFolder, RunFolderError, RunMeta
 from verl_maxpo.runs.names import run_name
 from verl_maxpo.runs.redact import Redactor
@@ -92,7 +92,8 @@ def plan(cfg: Mapping[str, Any], arm: str | None, overrides: Sequence[str]) -> C
     elif arm in ARMS and n < 2:
         raise ClaimError(f"actor_rollout_ref.rollout.n={n}: {estimator} compares samples within a group, needs n >= 2")
     task = str(cfg.get("task") or "run")
-    if arm in ARMS and _get(cfg, "trainer.experiment_name") == run_name(arm, seed, task, k):
+    arm_k = (_get(cfg, "algorithm").get("maxpo") or {}).get("k") if arm in ARMS and arm_reads_k(ARMS[arm]) else None
+    if arm in ARMS and _get(cfg, "trainer.experiment_name") == run_name(arm, seed, task, arm_k):
         _check_arm(cfg, arm, estimator, k)
     redact = Redactor([o.split("=", 1)[1] for o in overrides if "://" in o])
     settings = {"arm": str(arm), "model": str(_get(cfg, "actor_rollout_ref.model.path"))}
