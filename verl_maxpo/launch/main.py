@@ -132,16 +132,10 @@ def plan(task: str, arm: str, seed: str | None, args: argparse.Namespace, user: 
         raise LaunchError(f"{task} (arm {arm}) does not compose with these overrides: {err}") from None
     claim = claims.plan(cfg, arm, overrides)
     env = {**CPU_ENV, "OMP_NUM_THREADS": str(spec.threads)} if spec.cpu else {}
-    argv = [
-        args.python,
-        "-m",
-        "verl.trainer.main_ppo",
-        "--config-path",
-        str(RECIPES / spec.folder),
-        "--config-name",
-        task,
-        *overrides,
-    ]
+    # Ray's runtime_env carries verl's file-logger path to workers on every node (verl resolves no ${} there).
+    overrides.append(f"++{claims.LOGGER_KEY}={claim.folder.train_log}")
+    argv = [args.python, "-m", "verl.trainer.main_ppo", "--config-path", str(RECIPES / spec.folder)]
+    argv += ["--config-name", task, *overrides]
     return Run(arm, claim, argv, env, cfg)
 
 

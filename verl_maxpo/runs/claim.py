@@ -15,6 +15,7 @@ Then it writes meta.json and holds the folder (an flock on RUN_DIR/.claim) until
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,12 +29,15 @@ from verl_maxpo.runs.folder import RunFolder, RunFolderError, RunMeta
 from verl_maxpo.runs.names import run_name
 from verl_maxpo.runs.redact import Redactor
 
+LOGGER_ENV = "VERL_FILE_LOGGER_PATH"
+LOGGER_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{LOGGER_ENV}"
 # Override keys already in meta.json's fields (or that only say where things go); every other override is a setting.
 RECORDED = {
     "estimator", "run_dir", "force", "k", "seed", "task", "algorithm.maxpo.k", "actor_rollout_ref.rollout.n",
     "actor_rollout_ref.rollout.val_kwargs.n", "actor_rollout_ref.model.path", "data.train_files", "data.val_files",
     "trainer.resume_mode", "trainer.experiment_name", "trainer.default_local_dir", "trainer.validation_data_dir",
     "trainer.n_gpus_per_node", "trainer.nnodes", "tiny_assets", "smol_assets", "reward.sandbox_fusion.url",
+    LOGGER_KEY,
 }  # fmt: skip
 
 
@@ -172,4 +176,6 @@ class RunClaim(Callback):
         except Exception as err:  # an interpolation that does not resolve, a missing section
             print(f"error: cannot check the run's config: {err}", file=sys.stderr)
             sys.exit(2)
+        # verl's file logger; Ray workers of a local cluster inherit it (the launcher also passes it via runtime_env).
+        os.environ[LOGGER_ENV] = str(claim.folder.train_log)
         print(f"verl-maxpo: run folder {claim.folder.path}", file=sys.stderr)
