@@ -37,8 +37,10 @@ RECORDED = {
     "actor_rollout_ref.rollout.val_kwargs.n", "actor_rollout_ref.model.path", "data.train_files", "data.val_files",
     "trainer.resume_mode", "trainer.experiment_name", "trainer.default_local_dir", "trainer.validation_data_dir",
     "trainer.n_gpus_per_node", "trainer.nnodes", "tiny_assets", "smol_assets", "reward.sandbox_fusion.url",
-    LOGGER_KEY,
+    "reward.custom_reward_function.reward_kwargs.allow_local_exec", LOGGER_KEY,
 }  # fmt: skip
+# Where the code reward runs programs is not a result setting: a run refused by the code guard (which Hydra calls
+# after this claim) and relaunched with a sandbox or the local opt-in keeps its folder.
 
 
 N_KEY, VAL_N_KEY = "actor_rollout_ref.rollout.n", "actor_rollout_ref.rollout.val_kwargs.n"
