@@ -32,6 +32,7 @@ REFUSALS = [
     ("out-bracket", ["gsm8k", "--out", "/tmp/a[1]"], "--out"),
     ("estimator-override", ["gsm8k", "estimator=grpo"], "estimator"),
     ("run-dir-override", ["gsm8k", "run_dir=/somewhere"], "run_dir"),
+    ("one-name-for-two-arms", ["gsm8k", "trainer.experiment_name=mine"], "experiment_name"),
     ("seed-and-seeds", ["gsm8k", "--seeds", "2", "seed=3"], "seed"),
     ("tilde-inside-value", ["gsm8k", "data.train_files=/data/~x/train.parquet"], "~"),
     ("unknown-key", ["gsm8k", "trainer.no_such_key=1"], "trainer.no_such_key"),

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 import verl_maxpo.launch.main as launch
 from verl_maxpo.core.table import ARMS, arm_reads_k
+from verl_maxpo.launch.console import headline
 from verl_maxpo.runs import claim as claims
 from verl_maxpo.runs.folder import RunFolder
 
@@ -156,6 +157,14 @@ def test_a_tilde_path_is_expanded(run_main, tmp_path, monkeypatch):
                "data.val_files=~/data/gsm8k/test.parquet")  # fmt: skip
     assert proc.code == 0, proc.err
     assert f"data.train_files={tmp_path}/data/gsm8k/train.parquet" in proc.out and f"{tmp_path}/out/" in proc.out
+
+
+def test_headline_keeps_what_a_person_reads():
+    line = "step:2 - actor/lr:0.001 - critic/score/mean:0.125 - timing_s/step:4.25 - val-core/add/reward/mean@4:0.5"
+    assert headline(line) == "step 2  score mean 0.125  step time 4.25 s  add/reward/mean@4 0.5"
+    ray = "(TaskRunnerV1 pid=10877) step:0 - val-aux/tiny/reward/mean@4:np.float64(0.33854167675599456) - x:y"
+    assert headline(ray) == "step 0  tiny/reward/mean@4 0.339"
+    assert headline("(TaskRunner) torchtitan engine is not available") is None
 
 
 def test_ctrl_c_exits_130_without_a_traceback(run_main, tmp_path, monkeypatch):

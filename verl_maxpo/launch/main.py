@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from verl_maxpo.core.table import ARMS
-from verl_maxpo.launch.console import headline, run_verl
+from verl_maxpo.launch.console import run_verl
 from verl_maxpo.runs import claim as claims
 from verl_maxpo.runs.folder import RunFolderError
 from verl_maxpo.runs.redact import Redactor, redact_url
@@ -36,37 +36,23 @@ _PATH_OK = re.compile(r"[A-Za-z0-9._/+:@%-]+")
 _SANDBOX_OK = re.compile(r"https?://([A-Za-z0-9._~%+:-]+@)?[A-Za-z0-9._-]+(:[0-9]+)?(/[A-Za-z0-9._/%+~-]*)?")
 # Settings this launcher once read from the environment: named in a warning, never read.
 NOT_READ = {
-    "ARMS": "--arms",
-    "ARM": "--arms",
-    "RUN_ARMS": "--arms",
-    "SEED": "--seeds",
-    "SEEDS": "--seeds",
-    "OUT_DIR": "--out",
-    "OUTDIR": "--out",
-    "DRY_RUN": "--dry-run",
-    "DRYRUN": "--dry-run",
-    "VERBOSE": "--verbose",
-    "K": "k=...",
-    "N": "actor_rollout_ref.rollout.n=...",
-    "VAL_N": "actor_rollout_ref.rollout.val_kwargs.n=...",
-    "NGPUS": "trainer.n_gpus_per_node=...",
-    "NNODES": "trainer.nnodes=...",
-    "MODEL_PATH": "actor_rollout_ref.model.path=...",
-    "DATA_DIR": "data.train_files=... data.val_files=...",
-    "CKPT_DIR": "trainer.default_local_dir=...",
-    "TINY_ASSETS": "tiny_assets=...",
-    "SMOL_ASSETS": "smol_assets=...",
+    "ARMS": "--arms", "ARM": "--arms", "RUN_ARMS": "--arms", "SEED": "--seeds", "SEEDS": "--seeds", "OUT_DIR": "--out",
+    "OUTDIR": "--out", "DRY_RUN": "--dry-run", "DRYRUN": "--dry-run", "VERBOSE": "--verbose", "K": "k=...",
+    "N": "actor_rollout_ref.rollout.n=...", "VAL_N": "actor_rollout_ref.rollout.val_kwargs.n=...",
+    "NGPUS": "trainer.n_gpus_per_node=...", "NNODES": "trainer.nnodes=...",
+    "MODEL_PATH": "actor_rollout_ref.model.path=...", "DATA_DIR": "data.train_files=... data.val_files=...",
+    "CKPT_DIR": "trainer.default_local_dir=...", "TINY_ASSETS": "tiny_assets=...", "SMOL_ASSETS": "smol_assets=...",
     "SANDBOX_URL": "reward.sandbox_fusion.url=...",
     "ALLOW_LOCAL_CODE_EXEC": "reward.custom_reward_function.reward_kwargs.allow_local_exec=true",
-}
+}  # fmt: skip
 NO_SANDBOX = """the code reward executes model-written programs; give it a sandbox or opt in to local execution:
   reward.sandbox_fusion.url=http://<host>:8080/run_code   (a SandboxFusion server, see recipes/code/README.md)
   reward.custom_reward_function.reward_kwargs.allow_local_exec=true   (guarded, NOT a sandbox: a throwaway machine)"""
 LOCAL_EXEC_WARNING = """WARNING: allow_local_exec=true: model-written programs will run ON THE TRAINING NODES, in
-new user, PID, mount and network namespaces with an empty environment and rlimits (verl_maxpo.code.reward), no
-network. This is NOT a full sandbox (memory and CPU are bounded per program only):
-they can read every file this uid can read (keys, checkpoints, the data with its expected outputs). Use a
-SandboxFusion server (reward.sandbox_fusion.url) on any machine you share or care about."""
+new user, PID, mount and network namespaces, with an empty environment and rlimits (verl_maxpo.code.reward). This
+is NOT a full sandbox: they can read every file this uid can read (keys, checkpoints, the data with its expected
+outputs), and memory and CPU are bounded per program only. Use a SandboxFusion server (reward.sandbox_fusion.url)
+on any machine you share or care about."""
 
 
 class LaunchError(Exception):
@@ -252,6 +238,9 @@ def launch(args: argparse.Namespace, redact: Redactor) -> int:
         if key in ("estimator", "run_dir") or (key == "seed" and args.seeds is not None):
             raise LaunchError(f"{o!r}: the launcher sets {key} (--arms, --out, --seeds)")
     runs = [plan(args.task, arm, seed, args, user) for seed in seeds for arm in args.arms]
+    folders = [run.claim.folder.path for run in runs]
+    if len(set(folders)) < len(folders):
+        raise LaunchError(f"two runs would share one run folder ({folders}): keep each arm's trainer.experiment_name")
     for run in runs:  # every run checked before any starts: a bad setting fails now, not hours later
         check(args.task, run, args)
     cpu, status = TASKS[args.task].cpu, 0
@@ -283,8 +272,6 @@ def launch(args: argparse.Namespace, redact: Redactor) -> int:
     print(f"\n# compare the arms (once all have finished):\n{shlex.join(report)}")
     return status
 
-
-__all__ = ["headline", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())
