@@ -45,9 +45,6 @@ NOT_READ = {
     "SANDBOX_URL": "reward.sandbox_fusion.url=...",
     "ALLOW_LOCAL_CODE_EXEC": "reward.custom_reward_function.reward_kwargs.allow_local_exec=true",
 }  # fmt: skip
-NO_SANDBOX = """the code reward executes model-written programs; give it a sandbox or opt in to local execution:
-  reward.sandbox_fusion.url=http://<host>:8080/run_code   (a SandboxFusion server, see recipes/code/README.md)
-  reward.custom_reward_function.reward_kwargs.allow_local_exec=true   (guarded, NOT a sandbox: a throwaway machine)"""
 LOCAL_EXEC_WARNING = """WARNING: allow_local_exec=true: model-written programs will run ON THE TRAINING NODES, in
 new user, PID, mount and network namespaces, with an empty environment and rlimits (verl_maxpo.code.reward). This
 is NOT a full sandbox: they can read every file this uid can read (keys, checkpoints, the data with its expected
@@ -144,7 +141,7 @@ def check(task: str, run: Run, args: argparse.Namespace) -> None:
             if check_config(OmegaConf.create(cfg)) == "local" and run.arm == args.arms[0]:
                 print(LOCAL_EXEC_WARNING, file=sys.stderr)
         except CodeExecRefused as err:
-            raise LaunchError(f"{err}\n{NO_SANDBOX}") from None
+            raise LaunchError(str(err)) from None
     if not TASKS[task].cpu:
         for file in (cfg["data"]["train_files"], cfg["data"]["val_files"]):
             if "://" not in str(file) and not Path(str(file)).expanduser().is_file():
