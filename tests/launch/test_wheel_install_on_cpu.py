@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,10 +31,13 @@ print(json.dumps(out))
 
 
 def test_the_installed_wheel_launches_from_an_empty_folder(tmp_path):
-    wheels, target, empty = tmp_path / "wheels", tmp_path / "site", tmp_path / "empty"
+    wheels, target, empty, src = tmp_path / "wheels", tmp_path / "site", tmp_path / "empty", tmp_path / "src"
     empty.mkdir()
+    # A clean copy: setuptools' build/ folder in a checkout can hold files since removed, which a wheel would ship.
+    junk = shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", ".*cache", ".benchmarks", "outputs")
+    shutil.copytree(ROOT, src, ignore=junk)
     pip = [sys.executable, "-m", "pip"]
-    subprocess.run([*pip, "wheel", "--no-deps", "-q", "-w", str(wheels), "."], cwd=ROOT, check=True, timeout=300,
+    subprocess.run([*pip, "wheel", "--no-deps", "-q", "-w", str(wheels), "."], cwd=src, check=True, timeout=300,
                    capture_output=True)  # fmt: skip
     (wheel,) = wheels.glob("verl_maxpo-*.whl")
     subprocess.run([*pip, "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True,
