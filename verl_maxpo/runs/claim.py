@@ -100,7 +100,7 @@ def plan(cfg: Mapping[str, Any], arm: str | None, overrides: Sequence[str]) -> C
     task = str(cfg.get("task") or "run")
     arm_k = (_get(cfg, "algorithm").get("maxpo") or {}).get("k") if arm in ARMS and arm_reads_k(ARMS[arm]) else None
     if arm in ARMS and _get(cfg, "trainer.experiment_name") == run_name(arm, seed, task, arm_k):
-        _check_arm(cfg, arm, estimator, k)
+        _check_arm(cfg, arm, estimator)
     redact = Redactor([o.split("=", 1)[1] for o in overrides if "://" in o])
     settings = {"arm": str(arm), "model": str(_get(cfg, "actor_rollout_ref.model.path"))}
     settings |= {name: str(_get(cfg, f"data.{name}")) for name in ("train_files", "val_files")}
@@ -113,7 +113,7 @@ def plan(cfg: Mapping[str, Any], arm: str | None, overrides: Sequence[str]) -> C
     return Claim(RunFolder(run_dir), meta, reuse, checkpoints)
 
 
-def _check_arm(cfg: Mapping[str, Any], arm: str, estimator: str, k: int | None) -> None:
+def _check_arm(cfg: Mapping[str, Any], arm: str, estimator: str) -> None:
     """A run named after `arm` trains exactly that arm: its estimator and the options its estimator file fixes."""
     spec = ARMS[arm]
     if estimator != spec.estimator:
