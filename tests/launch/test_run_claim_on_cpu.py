@@ -176,3 +176,14 @@ def test_a_folder_held_by_a_live_run_is_refused(tmp_path):
         holder.kill()
         holder.wait()
     assert RunFolder(run_dir).holder() is None  # released when the process ended
+
+
+@pytest.mark.slow
+def test_a_code_run_refused_for_its_sandbox_claims_no_folder(tmp_path):
+    """The code recipe checks where programs run before the claim: a refusal leaves no run folder behind."""
+    proc = verl_entry("code", "code", f"run_dir={tmp_path}/run", cwd=tmp_path)
+    assert proc.returncode == 2 and "reward.sandbox_fusion.url" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
+    local = "reward.custom_reward_function.reward_kwargs.allow_local_exec=true"
+    proc = verl_entry("code", "code", f"run_dir={tmp_path}/run", local, *STOP_VERL, cwd=tmp_path)
+    assert proc.returncode != 0 and json.loads((tmp_path / "run" / "meta.json").read_text())["config_name"] == "code"
