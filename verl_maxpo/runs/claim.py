@@ -39,8 +39,8 @@ RECORDED = {
     "trainer.n_gpus_per_node", "trainer.nnodes", "tiny_assets", "smol_assets", "reward.sandbox_fusion.url",
     "reward.custom_reward_function.reward_kwargs.allow_local_exec", LOGGER_KEY,
 }  # fmt: skip
-# Where the code reward runs programs is not a result setting: a run refused by the code guard (which Hydra calls
-# after this claim) and relaunched with a sandbox or the local opt-in keeps its folder.
+# Where the code reward runs programs is not a result setting: moving a run between a sandbox and the local opt-in
+# keeps its folder.
 
 
 N_KEY, VAL_N_KEY = "actor_rollout_ref.rollout.n", "actor_rollout_ref.rollout.val_kwargs.n"
