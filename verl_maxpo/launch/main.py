@@ -195,7 +195,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default=None, help="one run per arm and seed, e.g. 1,2,3 (default: the recipe's seed)")
     p.add_argument("--out", default="outputs/verl-maxpo", help="one folder per run, DIR/<run name> (%(default)s)")
     p.add_argument("--dry-run", action="store_true", help="check everything and print each command; run nothing")
-    p.add_argument("--print-config", action="store_true", help="with --dry-run: each arm's composed config too")
+    p.add_argument("--print-config", action="store_true", help="print each arm's composed config (resolved)")
     p.add_argument("--force", action="store_true", help="train into run folders that already hold results")
     p.add_argument("--verbose", action="store_true", help="show verl's whole output (console.log always has it)")
     p.add_argument("--python", default=sys.executable, help="the interpreter that runs verl (default: this one)")
@@ -245,12 +245,12 @@ def launch(args: argparse.Namespace, redact: Redactor) -> int:
         build_assets(args.task, runs[0], args, args.dry_run)
     for run in runs:
         print(f"=== {run.claim.folder.path.name} ===\n{summary(run)}", flush=True)
+        if args.print_config:
+            from omegaconf import OmegaConf
+
+            print(redact(OmegaConf.to_yaml(OmegaConf.create(run.cfg))))
         if args.dry_run:
             print(f"# run dir: {run.claim.folder.path}\n{shown(run, redact)}")
-            if args.print_config:
-                from omegaconf import OmegaConf
-
-                print(redact(OmegaConf.to_yaml(OmegaConf.create(run.cfg))))
             continue
         folder = run.claim.folder
         folder.path.mkdir(parents=True, exist_ok=True)
