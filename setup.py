@@ -11,8 +11,5 @@ RECIPES = ["verl_maxpo.recipes", *(f"verl_maxpo.recipes.{name}" for name in find
 setup(
     packages=find_packages(include=["verl_maxpo", "verl_maxpo.*"]) + RECIPES,
     package_dir={"verl_maxpo.recipes": "recipes"},
-    package_data={
-        "verl_maxpo": ["py.typed"],
-        "verl_maxpo.recipes": ["*.md", "*/*.yaml", "*/*.md", "*/*.sh", "*/*/*.yaml"],
-    },
+    package_data={"verl_maxpo": ["py.typed"], "verl_maxpo.recipes": ["*.md", "*/*.yaml", "*/*.md", "*/*/*.yaml"]},
 )

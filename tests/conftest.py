@@ -76,7 +76,7 @@ def run_cli(run_main: Callable[..., Outcome]) -> Callable[..., Outcome]:
 
 @pytest.fixture
 def run_cmd() -> Callable[..., Outcome]:
-    """`run_cmd(["bash", "scripts/ab_launch.sh", "code"], env={"DRY_RUN": "1"})` -> Outcome, run from the repo root."""
+    """`run_cmd(["python", "-m", "verl_maxpo", "launch", "code", "--dry-run"])` -> Outcome, run from the repo root."""
 
     def run(argv: Sequence[object], env: dict[str, str] | None = None, cwd: Path | None = None, timeout: int = 120):
         full_env = {**os.environ, **(env or {})}

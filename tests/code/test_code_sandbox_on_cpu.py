@@ -49,9 +49,10 @@ def compose(*overrides: str, with_hydra: bool = False):
 
 def test_the_recipe_routes_every_score_through_the_guarded_scorer():
     cfg = compose(with_hydra=True)
-    assert cfg.reward.custom_reward_function.path == "pkg://verl_maxpo.code.reward"
+    assert cfg.reward.custom_reward_function.path == "pkg://verl_maxpo.code_reward"
     assert cfg.reward.custom_reward_function.reward_kwargs.allow_local_exec is False
-    assert cfg.hydra.callbacks.verl_maxpo_code_exec._target_ == "verl_maxpo.code.guard.CodeExecGuard"
+    # The code check runs first, then the A/B base's run claim: a refused run claims no folder.
+    assert cfg.hydra.callbacks.verl_maxpo_run_claim._target_ == "verl_maxpo.code_guard.GuardedRunClaim"
 
 
 def test_composed_without_sandbox_or_opt_in_verls_loader_gives_a_scorer_that_refuses():

@@ -79,11 +79,13 @@ def run_main_ppo(recipe: str, assets: Path, run_dir: Path, *overrides: str) -> s
         sys.executable, "-m", "verl.trainer.main_ppo",
         "--config-path", str(REPO / "recipes" / "tiny"), "--config-name", recipe,
         SEARCHPATH,  # the recipe's recipes/shared is relative to the repository root; this runs in run_dir
-        f"tiny_assets={assets}", f"trainer.validation_data_dir={run_dir / 'val'}",
+        # The run folder (meta.json, val/, train_log.jsonl) is claimed by the recipes' callback; force: a test may
+        # train twice into one folder.
+        f"tiny_assets={assets}", f"run_dir={run_dir}", "force=true",
         f"+ray_kwargs.ray_init._temp_dir={ray_tmp}", *overrides,
     ]  # fmt: skip
     try:
-        proc = run_in_own_group(cmd, env, run_dir, f"main_ppo {recipe}")
+        proc = run_in_own_group(cmd, env, Path(ray_tmp), f"main_ppo {recipe}")  # Hydra's outputs/ go there
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     (run_dir / "output.txt").write_text(proc.stdout)
@@ -169,14 +171,15 @@ def test_legacy_trainer_trains_maxpo_on_cpu(assets: Path, tmp_path: Path) -> Non
 
 
 def test_ab_launcher_trains_grpo_on_cpu_and_reports(assets: Path, tmp_path: Path) -> None:
-    """The user's path: `scripts/ab_launch.sh tiny` (here its grpo arm) builds nothing new (assets exist), runs
-    preflight, claims the run folder, trains through main_ppo and writes the report over the arm."""
+    """The user's path: `verl-maxpo launch tiny` (here its grpo arm) builds nothing new (assets exist), runs
+    preflight, trains through main_ppo (whose callback claims the run folder) and writes the report over the arm."""
     ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
     out_dir = tmp_path / "runs"
-    env = cpu_env(tmp_path / "trace", ARMS="grpo", OUT_DIR=str(out_dir), TINY_ASSETS=str(assets), PYTHON=sys.executable)
-    cmd = ["bash", str(REPO / "scripts" / "ab_launch.sh"), "tiny", f"+ray_kwargs.ray_init._temp_dir={ray_tmp}"]
+    env = cpu_env(tmp_path / "trace")
+    cmd = [sys.executable, "-m", "verl_maxpo", "launch", "tiny", "--arms", "grpo", "--out", str(out_dir),
+           f"tiny_assets={assets}", f"+ray_kwargs.ray_init._temp_dir={ray_tmp}"]  # fmt: skip
     try:
-        proc = run_in_own_group(cmd, env, tmp_path, "ab_launch.sh tiny")
+        proc = run_in_own_group(cmd, env, tmp_path, "verl-maxpo launch tiny")
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     run_dir = out_dir / "tiny_grpo_seed1"

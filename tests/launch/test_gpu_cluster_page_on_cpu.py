@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,23 @@ def test_version_matrix_matches_the_installed_verls_pins():
     assert "cu130" in cuda_extras and matrix_row("CUDA")[1] == "13.0"
     python = importlib.metadata.metadata("verl")["Requires-Python"]
     assert set(python.split(",")) == {">=3.10", "<3.13"} and matrix_row("Python")[1] == "3.10 to 3.12"
+
+
+def page_launch_commands() -> list[list[str]]:
+    """Every `verl-maxpo launch ...` command in the page's code blocks, continuation lines joined."""
+    text = PAGE.read_text().replace("\\\n", " ")
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    lines = [line.split("#", 1)[0] for block in blocks for line in block.splitlines()]
+    return [shlex.split(line.strip())[2:] for line in lines if line.strip().startswith("verl-maxpo launch ")]
+
+
+def test_the_pages_launch_commands_use_the_launchers_interface():
+    from verl_maxpo.launch.main import parser
+
+    commands = page_launch_commands()
+    assert len(commands) >= 4, commands
+    for argv in commands:
+        argv = [a.replace('"$SLURM_JOB_NUM_NODES"', "2").replace("$SLURM_JOB_NUM_NODES", "2") for a in argv]
+        args = parser().parse_intermixed_args(argv)  # an unknown flag exits 2 and fails the test
+        assert all("=" in o and not o.startswith("-") for o in args.overrides), argv
+    assert not re.search(r"\b(DRY_RUN|OUT_DIR|ARMS|MODEL_PATH|NGPUS)=", PAGE.read_text())  # no retired settings

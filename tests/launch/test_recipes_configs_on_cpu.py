@@ -2,8 +2,9 @@
 
 Each recipe x arm is composed by verl's Hydra entry point with the exact arguments its header command shows plus
 `estimator=<arm>` (and `--cfg job`), then checked against verl's registry, config dataclasses, RLHFDataset and
-validate_config; each GRPO/PKPO arm is compared key by key with the MaxPO arm, every composition with the
-snapshot taken before the estimator group existed, and the group's files with the estimator table.
+validate_config; each GRPO/PKPO arm is compared key by key with the MaxPO arm, and the group's files with the
+estimator table. This checkout's recipes/shared is put first in the searchpath (an installed verl_maxpo.recipes
+may be another checkout's).
 """
 
 from __future__ import annotations
@@ -44,21 +45,8 @@ ESTIMATOR_KEYS = {
 HEADER = re.compile(
     r'^#   (python -m verl\.trainer\.main_ppo --config-path "\$PWD/(recipes/\w+)" --config-name (\w+)) \[overrides\]$'
 )
-TINY = "tiny_assets=/tiny_assets"  # the snapshot's tiny assets folder (its default follows $PWD)
-# Intended differences from the snapshot, key -> {recipe: value now} ("<absent>": the key is gone), none else:
-# `task` and `k` name the run and give the estimator group its K; the tiny recipe now inherits ab_base, so its
-# run names carry K like every task's, its grpo arm is the shared std-normalized GRPO, and its reference model
-# is seeded with the one seed like everything else.
-ALL_12 = [(task, arm) for task in ("gsm8k", "math", "code", "tiny") for arm in ("maxpo", "grpo", "pkpo")]
-INTENDED = {
-    "task": {f"{task}_{arm}": task for task, arm in ALL_12},
-    "k": {f"{task}_{arm}": 2 if task == "tiny" else 4 for task, arm in ALL_12},
-    "actor_rollout_ref.ref.fsdp_config.seed": {f"tiny_{a}": 1 for a in ("maxpo", "grpo", "pkpo")},
-    "algorithm.norm_adv_by_std_in_grpo": {"tiny_grpo": True},
-    **{key: {f"tiny_{a}": value.format(f"tiny_{a}_k2_seed1") for a in ("maxpo", "pkpo")} for key, value in (
-        ("trainer.experiment_name", "{}"), ("actor_rollout_ref.rollout.trace.experiment_name", "{}"),
-        ("trainer.validation_data_dir", "outputs/{}/val"), ("trainer.default_local_dir", "checkpoints/verl_maxpo/{}"))},
-}  # fmt: skip
+TINY = "tiny_assets=/tiny_assets"  # a fixed tiny assets folder (its default follows $PWD)
+SEARCHPATH = f"hydra.searchpath=[pkg://verl.trainer.config,file://{ROOT}/recipes/shared]"
 OFFLINE_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONHASHSEED": "0"}
 
 
@@ -80,11 +68,7 @@ def header_command(name: str) -> list[str]:
     command, config_dir, config_name = found[0].groups()
     assert config_dir == f"recipes/{RECIPES[name]}" and config_name == task
     argv = shlex.split(command.replace('"$PWD', f'"{ROOT}'))
-    return [sys.executable, *argv[1:], f"estimator={arm}"]
-
-
-VERL_BASE = "verl:ppo_trainer"  # verl's own trainer config, composed alone: what the snapshot is relative to
-SNAPSHOT = ROOT / "tests" / "fixtures" / "recipes_composed.json"
+    return [sys.executable, *argv[1:], SEARCHPATH, f"estimator={arm}"]
 
 
 def verl_config_dir() -> Path:
@@ -118,8 +102,7 @@ def composed() -> dict[str, DictConfig]:
         argvs[name] = [*argv[3:], "--cfg", "job"]
     for arm in ("maxpo", "grpo", "pkpo"):  # the tiny recipe: header command is multi-line; composed by name
         argvs[f"tiny_{arm}"] = ["--config-path", str(ROOT / "recipes" / "tiny"), "--config-name", "tiny",
-                                f"estimator={arm}", TINY, "--cfg", "job"]  # fmt: skip
-    argvs[VERL_BASE] = ["--config-path", str(verl_config_dir()), "--config-name", "ppo_trainer", "--cfg", "job"]
+                                SEARCHPATH, f"estimator={arm}", TINY, "--cfg", "job"]  # fmt: skip
     proc = subprocess.run(
         [sys.executable, "-c", COMPOSE_DRIVER, json.dumps(argvs)],
         cwd=ROOT,
@@ -147,11 +130,11 @@ def prepared(tmp_path_factory) -> Path:
     """gsm8k/, math/ and code/ parquet made by the data scripts from the committed fixtures."""
     out = tmp_path_factory.mktemp("data")
     for script, fixture, task in (
-        ("prepare_gsm8k.py", "gsm8k", "gsm8k"),
-        ("prepare_math.py", "math", "math"),
-        ("prepare_code.py", "code_contests", "code"),
+        ("gsm8k", "gsm8k", "gsm8k"),
+        ("math", "math", "math"),
+        ("code", "code_contests", "code"),
     ):
-        cmd = [sys.executable, str(ROOT / "scripts" / script), "--local-dir", str(FIXTURES / fixture)]
+        cmd = [sys.executable, "-m", "verl_maxpo", "prepare", script, "--local-dir", str(FIXTURES / fixture)]
         subprocess.run([*cmd, "--out-dir", str(out / task)], check=True, capture_output=True, timeout=120)
     return out
 
@@ -324,22 +307,6 @@ def test_grpo_twin_differs_only_in_the_estimator(composed, maxpo, grpo):
     assert "trainer.experiment_name" in naming_diff and "trainer.validation_data_dir" in naming_diff
     for key in naming_diff:
         assert isinstance(a.get(key), str) and a[key].replace(run_a, run_b) == b.get(key), key
-
-
-@pytest.mark.parametrize("name", sorted(json.loads(SNAPSHOT.read_text())["recipes"]))
-def test_recipes_compose_exactly_as_before_the_estimator_group(composed, name):
-    """Each of the 12 recipes as composed before the estimator group (<task>_<arm>.yaml files), stored as its
-    differences from verl's ppo_trainer; composing ppo_trainer now and applying them, plus INTENDED, must give
-    today's <task>.yaml estimator=<arm>, key for key."""
-    snapshot = json.loads(SNAPSHOT.read_text())["recipes"][name]
-    verl_base = flatten(OmegaConf.to_container(composed[VERL_BASE], resolve=True))
-    expected = {k: v for k, v in verl_base.items() if k not in snapshot["removed"]} | snapshot["set"]
-    expected |= {key: values[name] for key, values in INTENDED.items() if name in values}
-    actual = flatten(OmegaConf.to_container(composed[name], resolve=True))
-    absent = "<absent>"
-    changed = sorted(k for k in expected.keys() | actual.keys() if expected.get(k, absent) != actual.get(k, absent))
-    assert not changed, [(k, expected.get(k, absent), actual.get(k, absent)) for k in changed]
-    assert len(snapshot["set"]) > 40 and actual["algorithm.adv_estimator"] == name.rsplit("_", 1)[1]
 
 
 def test_the_estimator_group_is_the_table_of_arms():

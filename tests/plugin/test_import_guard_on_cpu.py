@@ -104,11 +104,10 @@ def test_a_command_without_its_extra_names_the_extra(blocked, argv, extra):
 
 @pytest.mark.slow
 def test_a_prep_script_without_the_data_extra_names_it(tmp_path):
-    code = f"import runpy\nsys.argv = ['prepare_gsm8k.py', '--out-dir', {str(tmp_path / 'out')!r}]\n"
-    code += f"sys.path.insert(0, {str(ROOT / 'scripts')!r})\nrunpy.run_path({str(ROOT / 'scripts/prepare_gsm8k.py')!r})"
-    proc = run_blocked(["pyarrow"], code)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert "'pyarrow'" in proc.stderr and "verl-maxpo[data]" in proc.stderr
+    argv = ["prepare", "gsm8k", "--out-dir", str(tmp_path / "out")]
+    proc = run_blocked(["pyarrow"], f"from verl_maxpo.cli.main import main\nsys.exit(main({argv!r}))")
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "'pyarrow'" in proc.stderr and 'pip install "verl-maxpo[data]"' in proc.stderr
     assert not (tmp_path / "out").exists()
 
 

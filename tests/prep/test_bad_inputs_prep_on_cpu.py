@@ -1,4 +1,4 @@
-"""Bad-input corpus for scripts/prepare_{gsm8k,math,code}.py (issue 9): one line per case.
+"""Bad-input corpus for `verl-maxpo prepare gsm8k|math|code` (issue 9): one line per case.
 
 Every case starts from an output folder holding a train.parquet and a test.parquet of an earlier run, then runs
 a script in-process on a small local folder made for the case. Each case asserts one class of outcome:
@@ -21,8 +21,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 G = {"question": "What is 2 + 2?", "answer": "2 + 2 = 4\n#### 4"}  # a good gsm8k row
 M = {"problem": "What is 1 + 2?", "solution": "It is $\\boxed{3}$."}  # a good MATH row
@@ -244,10 +242,10 @@ OVERLAP_CASES = {
 
 
 @pytest.fixture
-def prep(run_main, monkeypatch: pytest.MonkeyPatch):
-    """prep("prepare_gsm8k.py", *argv) -> Outcome (tests/conftest.py), run in-process."""
-    monkeypatch.syspath_prepend(str(SCRIPTS))
-    return lambda script, *argv: run_main(importlib.import_module(script.removesuffix(".py")).main, *argv)
+def prep(run_main):
+    """prep("prepare_gsm8k.py", *argv) -> Outcome (tests/conftest.py) of `verl-maxpo prepare gsm8k`, in-process."""
+    task = lambda script: script.removeprefix("prepare_").removesuffix(".py")  # noqa: E731
+    return lambda script, *argv: run_main(importlib.import_module(f"verl_maxpo.tasks.prep.{task(script)}").main, *argv)
 
 
 def earlier_run(out: Path, command: str) -> dict[str, bytes]:

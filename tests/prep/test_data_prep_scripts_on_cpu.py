@@ -1,4 +1,4 @@
-"""scripts/prepare_{gsm8k,math,code}.py on the committed hub-format fixtures (no network).
+"""`verl-maxpo prepare gsm8k|math|code` on the committed hub-format fixtures (no network).
 
 Checks what the scripts write (verl's parquet schema, routed data_source values, exact ground truths), that bad
 rows are reported with counts instead of dropped silently, that verl's RLHFDataset loads the files with a small
@@ -23,15 +23,19 @@ import pytest
 pytestmark = pytest.mark.slow  # runs the prep scripts and program scorers as subprocesses
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ROOT / "scripts"
+
+
+def prepare(script: str) -> list[str]:
+    """argv of `verl-maxpo prepare <task>` for "prepare_<task>.py" (the names the cases use)."""
+    return [sys.executable, "-m", "verl_maxpo", "prepare", script.removeprefix("prepare_").removesuffix(".py")]
+
+
 FIXTURES = ROOT / "tests" / "fixtures" / "data"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 def run_script(script: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(SCRIPTS / script), *args], capture_output=True, text=True, env=ENV, timeout=timeout
-    )
+    return subprocess.run([*prepare(script), *args], capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -278,7 +282,7 @@ def test_max_rows_stops_early_and_says_so(tmp_path):
 def test_without_network_the_hub_path_points_to_local_dir(tmp_path, script):
     env = {**ENV, "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets")}
     proc = subprocess.run(
-        [sys.executable, str(SCRIPTS / script), "--out-dir", str(tmp_path / "out")],
+        [*prepare(script), "--out-dir", str(tmp_path / "out")],
         capture_output=True,
         text=True,
         env=env,

@@ -47,7 +47,7 @@ def test_one_step_of_the_real_model_through_verls_trainer(assets: Path, tmp_path
            "VERL_FILE_LOGGER_PATH": str(tmp_path / "train_log.jsonl")}  # fmt: skip
     cmd = [
         sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", str(REPO / "recipes" / "smol"),
-        "--config-name", "smol", SEARCHPATH, f"smol_assets={assets}", f"trainer.validation_data_dir={tmp_path / 'val'}",
+        "--config-name", "smol", SEARCHPATH, f"smol_assets={assets}", f"run_dir={tmp_path}",
         f"+ray_kwargs.ray_init._temp_dir={ray_tmp}", "k=2", "actor_rollout_ref.rollout.n=4",
         "actor_rollout_ref.rollout.val_kwargs.n=2", "data.train_batch_size=2",
         "actor_rollout_ref.actor.ppo_mini_batch_size=2", "data.max_response_length=32",
@@ -57,7 +57,7 @@ def test_one_step_of_the_real_model_through_verls_trainer(assets: Path, tmp_path
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8",
         "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=8",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen(cmd, cwd=ray_tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)  # fmt: skip
     try:
         out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)

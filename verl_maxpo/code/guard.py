@@ -1,10 +1,10 @@
 """Refuses a code recipe before anything starts when model-written programs would run unguarded.
 
-recipes/code/code.yaml registers `CodeExecGuard` as a Hydra callback, so `python -m verl.trainer.main_ppo` with a code
-recipe checks `check_config` in the driver before verl validates the config or starts Ray; a refusal prints one
-line and exits with status 2. The same rule (code_reward.exec_mode) is applied again by the scorer itself at the
-first row each reward worker scores, for runs that bypass Hydra's callbacks (the compose API, an override of
-hydra.callbacks).
+recipes/code/code.yaml registers `GuardedRunClaim` as a Hydra callback (in place of the A/B base's run claim), so
+`python -m verl.trainer.main_ppo` with a code recipe checks `check_config` in the driver before the run folder is
+claimed, verl validates the config or Ray starts; a refusal prints one line and exits with status 2. The same rule
+(code_reward.exec_mode) is applied again by the scorer itself at the first row each reward worker scores, for runs
+that bypass Hydra's callbacks (the compose API, an override of hydra.callbacks).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 from verl_maxpo.code.reward import CodeExecRefused, exec_mode, local_setup
+from verl_maxpo.runs.claim import RunClaim
 
 # The recipes' scorer under its stable path, and the module that implements it: both are ours, so both are checked.
 OUR_SCORER = "pkg://verl_maxpo.code_reward"
@@ -64,3 +65,12 @@ class CodeExecGuard(Callback):
             print(f"error: cannot check where the code reward runs programs: {error}", file=sys.stderr)
             sys.exit(2)
         print(f"verl-maxpo: code reward mode: {mode}", file=sys.stderr)
+
+
+class GuardedRunClaim(RunClaim):
+    """The code recipe's run claim (its hydra.callbacks entry replaces the A/B base's): where programs run is
+    checked first, so a refused run claims no run folder (Hydra calls callbacks in the order the configs merge)."""
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        CodeExecGuard().on_job_start(config)
+        super().on_job_start(config, **kwargs)

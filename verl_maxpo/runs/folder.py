@@ -4,16 +4,21 @@
     RUN_DIR/train_log.jsonl   verl's file logger (VERL_FILE_LOGGER_PATH)
     RUN_DIR/val/<step>.jsonl  validation generations (trainer.validation_data_dir)
     RUN_DIR/console.log       stdout + stderr of the run (launchers only; appended, never truncated)
+    RUN_DIR/checkpoints/      verl's checkpoints (trainer.default_local_dir in the A/B recipes)
+    RUN_DIR/.claim            the pid of the process that holds the folder (an flock for its lifetime)
 
 A run folder belongs to one set of settings. `claim` creates it, or accepts it again when its meta.json holds the
 same settings (a resumed run), and refuses a folder whose meta.json differs, so two runs never mix. Claims take
 `verl_maxpo.runs.outputs.output_lock`, so of two simultaneous claims with different settings exactly one succeeds.
-The shell launchers call it as `python -m verl_maxpo.runs.folder claim RUN_DIR --adv-estimator ...`.
+`hold` keeps a folder for the life of the process (the recipes' Hydra callback, verl_maxpo.runs.claim, takes it):
+a second run into a held folder is refused, whatever its settings. `python -m verl_maxpo.runs.folder claim` is
+the same claim from a shell.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import sys
@@ -27,6 +32,12 @@ META_NAME = "meta.json"
 TRAIN_LOG_NAME = "train_log.jsonl"
 VAL_DIR_NAME = "val"
 CONSOLE_LOG_NAME = "console.log"
+CLAIM_NAME = ".claim"
+CHECKPOINTS_NAME = "checkpoints"
+# Written by the launcher or the claim itself before verl starts: they do not make a folder "not ours".
+_OWN_NAMES = {META_NAME, CONSOLE_LOG_NAME, CLAIM_NAME, VAL_DIR_NAME}
+# Held claims: closing a descriptor would release its lock, so they stay open until the process ends.
+_HELD: dict[Path, int] = {}
 
 
 class RunFolderError(ValueError):
@@ -125,6 +136,62 @@ class RunFolder:
     def console_log(self) -> Path:
         return self.path / CONSOLE_LOG_NAME
 
+    @property
+    def claim_path(self) -> Path:
+        return self.path / CLAIM_NAME
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS_NAME
+
+    def results(self, checkpoints: Path | None = None) -> list[str]:
+        """What a run left here that a new run would mix with: validation dumps, a train log, checkpoints."""
+        found = [str(p) for p in sorted(self.val_dir.glob("*.jsonl"))[:1]]
+        if self.train_log.is_file() and self.train_log.stat().st_size > 0:
+            found.append(str(self.train_log))
+        for folder in {self.checkpoints, *([checkpoints] if checkpoints else [])}:
+            if folder.is_dir() and any(folder.iterdir()):
+                found.append(str(folder))
+        return found
+
+    def holder(self) -> str | None:
+        """The pid of a live process that holds this folder (`hold`), None when nobody does."""
+        if self.path in _HELD or not self.claim_path.is_file():
+            return None
+        try:
+            fd = os.open(self.claim_path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            return self.claim_path.read_text(encoding="utf-8", errors="replace").strip() or "unknown"
+        finally:
+            os.close(fd)
+
+    def hold(self) -> None:
+        """Hold the folder until this process ends; RunFolderError when another live process holds it."""
+        if self.path in _HELD:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.claim_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunFolderError(
+                f"{self.path} is in use by a running process (pid {self.holder()}); wait for it or use another folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        _HELD[self.path] = fd
+
+    def release(self) -> None:
+        fd = _HELD.pop(self.path, None)
+        if fd is not None:
+            os.close(fd)
+
     def read_meta(self) -> RunMeta | None:
         """The folder's RunMeta, None when it has no meta.json; RunFolderError (naming the file) when invalid."""
         if not self.meta_path.exists():
@@ -142,20 +209,24 @@ class RunFolder:
         tmp.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(tmp, self.meta_path)
 
-    def claim(self, meta: RunMeta) -> None:
+    def claim(self, meta: RunMeta, write: bool = True) -> None:
         """Create the folder (with val/) for `meta`, or accept it again if it already holds the same settings.
 
         Raises RunFolderError when the folder belongs to other settings, or holds outputs but no meta.json.
+        write=False only checks (a dry run): nothing is created.
         """
         if self.path.exists() and not self.path.is_dir():
             raise RunFolderError(f"{self.path} exists and is not a folder")
+        if not write:
+            self._claim_locked(meta, write=False)
+            return
         try:
             with output_lock(self.path):  # read-compare-write as one step: a second claimer sees our meta.json
                 self._claim_locked(meta)
         except OutputError as err:
             raise RunFolderError(str(err)) from None
 
-    def _claim_locked(self, meta: RunMeta) -> None:
+    def _claim_locked(self, meta: RunMeta, write: bool = True) -> None:
         try:
             existing = self.read_meta()
         except RunFolderError as err:
@@ -163,10 +234,14 @@ class RunFolder:
         if existing is not None and existing != meta:
             diff = "; ".join(meta.differences(existing))
             raise RunFolderError(
-                f"{self.path} holds a run with other settings ({diff}); use another OUT_DIR or remove that folder"
+                f"{self.path} holds a run with other settings ({diff}); use another run folder (--out, run_dir=) "
+                "or remove that one"
             )
-        if existing is None and self.path.is_dir() and any(self.path.iterdir()):
+        foreign = [p for p in self.path.iterdir() if p.name not in _OWN_NAMES] if self.path.is_dir() else []
+        if existing is None and (foreign or any(self.val_dir.glob("*"))):
             raise RunFolderError(f"{self.path} is not empty and has no {META_NAME}: it is not a run folder of ours")
+        if not write:
+            return
         self.val_dir.mkdir(parents=True, exist_ok=True)
         if existing is None:
             self.write_meta(meta)

@@ -35,6 +35,7 @@ import torch
 from verl_maxpo.core.table import ARMS
 from verl_maxpo.runs import command as policy
 from verl_maxpo.runs import strict_json
+from verl_maxpo.runs.names import run_name
 from verl_maxpo.runs.outputs import OutputError, check_out, owned_files, publish, through_link
 from verl_maxpo.tasks.addition import AdditionTask, build_policy, warm_start
 from verl_maxpo.tools.demo.config import DemoConfig, parse_config
@@ -93,11 +94,11 @@ def make_jobs(
     def run(arm: str, seed: int, with_gradvar: bool) -> Job:
         base = cfg.base_of(seed)
         job_cfg = cfg if base == cfg.seed else replace(cfg, seed=base)
-        dest = runs / f"{arm}_seed{seed}"
+        dest = runs / run_name(arm, seed)
         return rl_job, (job_cfg, warm_states[base], arm, seed, dest, gv_arms if with_gradvar else [])
 
-    first = {f"{arm}_seed{cfg.seed}": run(arm, cfg.seed, True) for arm in cfg.arms}
-    rest = {f"{arm}_seed{s}": run(arm, s, False) for arm in cfg.arms for s in cfg.seed_list[1:]}
+    first = {run_name(arm, cfg.seed): run(arm, cfg.seed, True) for arm in cfg.arms}
+    rest = {run_name(arm, s): run(arm, s, False) for arm in cfg.arms for s in cfg.seed_list[1:]}
     return {**first, **rest, "warm start": (warm_gradvar_job, (cfg, warm_states[cfg.seed], gv_arms))}
 
 
@@ -206,13 +207,13 @@ def run_demo(cfg: DemoConfig, stage: Path, command: str) -> str:
             )
             warm = {**warm_by_base[cfg.seed], "by_base_seed": {str(b): w for b, w in warm_by_base.items()}}
             timings["runs and gradient variance"] = time.perf_counter() - t0 - timings["warm start"]
-        histories = {arm: {s: results[f"{arm}_seed{s}"][0] for s in cfg.seed_list} for arm in cfg.arms}
+        histories = {arm: {s: results[run_name(arm, s)][0] for s in cfg.seed_list} for arm in cfg.arms}
         checkpoints = {"warm start": results["warm start"]}
-        checkpoints |= {f"after {cfg.steps} {arm} steps": results[f"{arm}_seed{cfg.seed}"][1] for arm in cfg.arms}
+        checkpoints |= {f"after {cfg.steps} {arm} steps": results[run_name(arm, cfg.seed)][1] for arm in cfg.arms}
         gradvar = {name: c["gradvar"] for name, c in checkpoints.items() if c is not None}
         score_norms = {name: c["score_norms"] for name, c in checkpoints.items() if c is not None}
         t0 = time.perf_counter()
-        run_dirs = [stage / "runs" / f"{arm}_seed{s}" for arm in cfg.arms for s in cfg.seed_list]
+        run_dirs = [stage / "runs" / run_name(arm, s) for arm in cfg.arms for s in cfg.seed_list]
         setting = (
             f"{cfg.digits}-digit addition, n={cfg.n}, K={cfg.k}, {len(cfg.seed_list)} seed"
             f"{'s' if len(cfg.seed_list) > 1 else ''}{f' ({cfg.base_seeds} base)' if cfg.base_seeds > 1 else ''}, "
@@ -239,7 +240,7 @@ def _check_planned(cfg: DemoConfig) -> None:
     if not cfg.out.is_dir():
         return
     owned = set(owned_files(cfg.out, COMMAND))
-    planned = [f"runs/{arm}_seed{s}" for arm in cfg.arms for s in cfg.seed_list]
+    planned = [f"runs/{run_name(arm, s)}" for arm in cfg.arms for s in cfg.seed_list]
     planned += ["report.md", "summary.md", "summary.json", LOG_NAME]
     linked = [p for p in planned if through_link(cfg.out, p + "/x")]
     if linked:  # publishing would refuse it after the whole run: say it now

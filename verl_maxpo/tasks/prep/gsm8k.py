@@ -1,7 +1,7 @@
 """GSM8K (openai/gsm8k, subset "main") -> verl parquet, scored by verl's gsm8k scorer.
 
-    python scripts/prepare_gsm8k.py --out-dir ~/data/verl-maxpo/gsm8k
-    python scripts/prepare_gsm8k.py --local-dir /path/to/gsm8k --out-dir ...   # no network: a local copy
+    verl-maxpo prepare gsm8k --out-dir ~/data/verl-maxpo/gsm8k
+    verl-maxpo prepare gsm8k --local-dir /path/to/gsm8k --out-dir ...   # no network: a local copy
 
 The hub rows are {"question", "answer"}, the answer ending in "#### <number>". The ground truth is that number
 without thousands separators, which is exactly what verl's strict gsm8k scorer extracts from a response; the
@@ -14,7 +14,7 @@ import re
 import sys
 from typing import Any
 
-from prep_common import BadRow, base_parser, check_args, convert_splits, text_field, verl_row
+from verl_maxpo.tasks.prep.common import BadRow, base_parser, check_args, convert_splits, text_field, verl_row
 
 HUB_ID = "openai/gsm8k"
 SUBSET = "main"

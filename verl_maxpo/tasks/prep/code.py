@@ -1,8 +1,8 @@
 """Competitive-programming problems with unit tests -> verl parquet; reward = fraction of tests passed.
 
-    python scripts/prepare_code.py --out-dir ~/data/verl-maxpo/code                  # deepmind/code_contests
-    python scripts/prepare_code.py --source eurus --out-dir ~/data/verl-maxpo/code   # PRIME-RL/Eurus-2-RL-Data
-    python scripts/prepare_code.py --local-dir /path/to/copy --out-dir ...            # no network: a local copy
+    verl-maxpo prepare code --out-dir ~/data/verl-maxpo/code                  # deepmind/code_contests
+    verl-maxpo prepare code --source eurus --out-dir ~/data/verl-maxpo/code   # PRIME-RL/Eurus-2-RL-Data
+    verl-maxpo prepare code --local-dir /path/to/copy --out-dir ...            # no network: a local copy
 
 Sources:
   code_contests  deepmind/code_contests (stdin/stdout problems; public, private and generated tests).
@@ -26,7 +26,7 @@ import json
 import sys
 from typing import Any
 
-from prep_common import BadRow, NotSelected, base_parser, check_args, convert_splits, verl_row
+from verl_maxpo.tasks.prep.common import BadRow, NotSelected, base_parser, check_args, convert_splits, verl_row
 
 # data_source values verl's default_compute_score sends to its code scorers (prime_code / sandbox_fusion).
 CODE_DATA_SOURCES = ("codecontests", "apps", "taco", "codeforces")

@@ -1,7 +1,7 @@
 """MATH (competition math) -> verl parquet, scored by verl's Hendrycks-MATH scorer.
 
-    python scripts/prepare_math.py --out-dir ~/data/verl-maxpo/math
-    python scripts/prepare_math.py --local-dir /path/to/math --out-dir ...   # no network: a local copy
+    verl-maxpo prepare math --out-dir ~/data/verl-maxpo/math
+    verl-maxpo prepare math --local-dir /path/to/math --out-dir ...   # no network: a local copy
 
 train: DigitalLearningGmbH/MATH-lighteval (the 7.5k MATH training problems; rows {"problem", "solution", "level",
 "type"}). test: HuggingFaceH4/MATH-500 by default (rows add "answer", "subject", "unique_id"), or the full 5k
@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from prep_common import BadRow, base_parser, check_args, convert_splits, text_field, verl_row
+from verl_maxpo.tasks.prep.common import BadRow, base_parser, check_args, convert_splits, text_field, verl_row
 
 TRAIN_HUB_ID = "DigitalLearningGmbH/MATH-lighteval"
 TEST_HUB_IDS = {"math500": "HuggingFaceH4/MATH-500", "full": "DigitalLearningGmbH/MATH-lighteval"}

@@ -1,7 +1,6 @@
-"""Shared plumbing for the prepare_*.py data scripts: read hub-format rows, convert, report bad rows, write parquet.
+"""Shared plumbing of `verl-maxpo prepare`: read hub-format rows, convert, report bad rows, write parquet.
 
-The scripts are plain files (`python scripts/prepare_gsm8k.py ...`); Python puts scripts/ on sys.path, which is
-how they import this module. Every output row follows verl's RL parquet schema:
+Every output row follows verl's RL parquet schema:
     data_source   str   picks the scorer in verl.utils.reward_score.default_compute_score
     prompt        list  chat messages, [{"role": "user", "content": ...}]
     ability       str   "math" or "code"
@@ -21,18 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-try:
-    from verl_maxpo.runs.outputs import OutputError, check_out, check_separate, owned_files, publish
-except ModuleNotFoundError:  # run from a checkout without installing the package: use the checkout's copy
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from verl_maxpo.runs.outputs import OutputError, check_out, check_separate, owned_files, publish
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
 
-try:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from tqdm import tqdm
-except ModuleNotFoundError as _missing:  # the scripts run outside the package, so name the extra here
-    sys.exit(f'error: the prepare_*.py scripts need {_missing.name!r}: pip install "verl-maxpo[data]"')
+from verl_maxpo.runs.outputs import OutputError, check_out, check_separate, owned_files, publish
 
 FILE_SUFFIXES = (".parquet", ".jsonl", ".json")
 EXAMPLES_PER_REASON = 3
@@ -344,7 +336,8 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
 
 def base_parser(description: str, default_out: str, command: str) -> argparse.ArgumentParser:
     """The options every prep script shares; `command` (the script's name) is recorded in its output manifest."""
-    parser = argparse.ArgumentParser(prog=command, description=description)
+    prog = f"verl-maxpo prepare {command.removeprefix('prepare_')}"
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.set_defaults(command=command)
     parser.add_argument(
         "--local-dir",
