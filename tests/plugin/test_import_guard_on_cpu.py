@@ -107,7 +107,7 @@ def test_a_prep_script_without_the_data_extra_names_it(tmp_path):
     argv = ["prepare", "gsm8k", "--out-dir", str(tmp_path / "out")]
     proc = run_blocked(["pyarrow"], f"from verl_maxpo.cli.main import main\nsys.exit(main({argv!r}))")
     assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert "'pyarrow'" in proc.stderr and 'pip install "verl-maxpo[data]"' in proc.stderr
+    assert "pyarrow" in proc.stderr and 'pip install "verl-maxpo[data]"' in proc.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -145,11 +145,11 @@ def test_every_command_goes_through_the_wrapper(monkeypatch) -> None:
     """Each sub-command's main (and preflight's) hands its body to command.run."""
     import importlib
 
-    from verl_maxpo.cli.main import COMMANDS, OWN_SIGNALS
+    from verl_maxpo.cli.main import COMMANDS
 
     names: list[str] = []
     monkeypatch.setattr(command, "run", lambda name, body, argv=None, **kw: names.append(name) or 0)
-    modules = {n: m for n, (m, _) in COMMANDS.items() if n not in OWN_SIGNALS}
+    modules = {n: m for n, (m, _) in COMMANDS.items()}
     modules["preflight"] = "verl_maxpo.cpu.preflight"
     for module in modules.values():
         assert importlib.import_module(module).main([]) == 0

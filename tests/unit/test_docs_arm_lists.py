@@ -34,10 +34,10 @@ NAME = re.compile(r"(?<![\w/.-])(" + "|".join(sorted(ARMS, key=len, reverse=True
 JOIN = re.compile(r"[\s,`'\"|#*]*(?:\b(?:and|or)\b[\s,`'\"|#*]*)?")  # what may stand between two names of one list
 MARK = re.compile(r"<!--\s*arms(?::([\w-]+))?\s*-->(.*?)<!--\s*/arms\s*-->", re.S)
 STRAY_MARK = re.compile(r"<!--\s*/?arms\b")
-# Commands that choose arms: ARMS="a b", RUN_ARMS=a, `verl-maxpo demo ... --estimators a,b c` (bench and
+# Commands that choose arms: ARMS="a b", RUN_ARMS=a, `verl-maxpo launch ... --arms a,b`, `verl-maxpo demo ... --estimators a,b c` (bench and
 # variance take other names too: cut out, not checked).
 CHOICE = re.compile(
-    r"\b(?:RUN_)?ARMS=(?P<arms>\"[^\"]*\"|'[^']*'|[\w,]+)"
+    r"(?:\b(?:RUN_)?ARMS=|--arms[ =])(?P<arms>\"[^\"]*\"|'[^']*'|[\w,]+)"
     r"|verl-maxpo (?P<tool>demo|bench|variance)\b[^\n]*?--estimators[ =](?P<values>(?:[\w,]+[ \n]?)+)"
 )
 EVERY = re.compile(r"every arm|all (?:the )?arms|whole family")  # a choice said, later on its line, to be all arms
@@ -55,7 +55,7 @@ def sources() -> dict[str, list[str]]:
         "ours": [name for name, arm in ARMS.items() if arm.estimator in ESTIMATORS],  # arms of our estimators
         "reads-k": [name for name, arm in ARMS.items() if arm_reads_k(arm)],
         "demo-default": list(DEMO_DEFAULT),
-        "launch-default": LAUNCH_DEFAULT.split(),
+        "launch-default": list(LAUNCH_DEFAULT),
     } | {  # our estimators that read an option: `arms:estimators-reading-norm_by_std`
         f"estimators-reading-{key}": [name for name, spec in ESTIMATORS.items() if key in spec.options]
         for key in OPTION_KEYS

@@ -30,9 +30,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tiny-assets": ("verl_maxpo.tasks.tiny.assets", "tiny local model + task (parquet) for verl's trainer on a CPU"),
     "smol-assets": ("verl_maxpo.tasks.smol.assets", "SmolLM2-135M-Instruct (from PyPI) + arithmetic task for a CPU"),
 }
-# Commands that still handle signals themselves: launch waits for its trainer child on KeyboardInterrupt, so a
-# SIGTERM raised as one (runs.command) would wait for a child that never got it. Empty once launch adopts `run`.
-OWN_SIGNALS = {"launch"}
 
 
 def _usage() -> str:
@@ -51,12 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"verl-maxpo: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return command.EXIT_USAGE
-    if name in OWN_SIGNALS:
-        try:
-            return int(importlib.import_module(COMMANDS[name][0]).main(rest) or 0)
-        except KeyboardInterrupt:
-            print(f"verl-maxpo {name}: interrupted", file=sys.stderr)
-            return 130
     # Importing the module runs under the policy too: a missing extra is 3, Ctrl-C while torch loads is 130.
     return command.run(name, lambda args: importlib.import_module(COMMANDS[name][0]).main(args), rest)
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from verl_maxpo.runs.outputs import Interrupted
 
 _RAY_PREFIX = re.compile(r"^\([^)]*\)\s+")
 _NUMBER = re.compile(r"(?:np\.\w+\()?(-?[0-9][0-9.eE+-]*|nan|-?inf)\)?")
@@ -53,9 +56,14 @@ def run_verl(argv: list[str], env: Mapping[str, str], log_path: Path, header: st
                 if shown := (line if verbose else headline(line)):
                     print(shown, flush=True)
             status = proc.wait()
-        except KeyboardInterrupt:
-            proc.wait()  # the terminal's Ctrl-C reached verl too; let it stop
-            status = 130
+        except KeyboardInterrupt as stop:
+            # Ctrl-C in a terminal reached verl too; a SIGTERM sent to the launcher alone is passed on. Either way
+            # verl stops before the command policy exits (130 / 143).
+            if isinstance(stop, Interrupted) and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            proc.wait()
+            print(f"full output: {log_path} (interrupted)")
+            raise
     if status != 0 and not verbose:
         print("\n".join(["--- the last lines of verl's output ---", *tail]), file=sys.stderr)
     print(f"full output: {log_path} (exit {status})")

@@ -23,6 +23,7 @@ from typing import Any
 from verl_maxpo.core.table import ARMS
 from verl_maxpo.launch.console import run_verl
 from verl_maxpo.runs import claim as claims
+from verl_maxpo.runs import command
 from verl_maxpo.runs.folder import RunFolderError
 from verl_maxpo.runs.redact import Redactor, redact_url
 
@@ -31,6 +32,7 @@ PACKAGE = Path(__file__).resolve().parents[1]
 RECIPES = next((p for p in (PACKAGE / "recipes", PACKAGE.parent / "recipes") if (p / "shared").is_dir()), PACKAGE)
 SEARCHPATH = f"hydra.searchpath=[pkg://verl.trainer.config,file://{RECIPES}/shared]"
 CPU_ENV = {"VERL_PLATFORM": "cpu", "RAY_ADDRESS": "local"}
+DEFAULT_ARMS = ("maxpo", "grpo")  # the estimator and its baseline
 # Hydra cannot carry these unquoted in an override value (run_dir=..., the searchpath).
 _PATH_OK = re.compile(r"[A-Za-z0-9._/+:@%-]+")
 _SANDBOX_OK = re.compile(r"https?://([A-Za-z0-9._~%+:-]+@)?[A-Za-z0-9._-]+(:[0-9]+)?(/[A-Za-z0-9._/%+~-]*)?")
@@ -191,7 +193,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("task", choices=list(TASKS), help="the recipe")
     p.add_argument("overrides", nargs="*", help="Hydra overrides of the recipe, for every arm (key=value)")
-    p.add_argument("--arms", default="maxpo,grpo", help="arms to compare, in order (default maxpo,grpo)")
+    p.add_argument("--arms", default=",".join(DEFAULT_ARMS), help="arms to compare, in order (default %(default)s)")
     p.add_argument("--seeds", default=None, help="one run per arm and seed, e.g. 1,2,3 (default: the recipe's seed)")
     p.add_argument("--out", default="outputs/verl-maxpo", help="one folder per run, DIR/<run name> (%(default)s)")
     p.add_argument("--dry-run", action="store_true", help="check everything and print each command; run nothing")
@@ -203,6 +205,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """`verl-maxpo launch`: runs under the one command policy (runs/command.py): a refusal exits 2 before anything is
+    launched, Ctrl-C 130 and SIGTERM 143 once verl has stopped; otherwise the trainer's own status."""
+    return command.run("launch", lambda args: _main(args, env), argv)
+
+
+def _main(argv: list[str], env: Mapping[str, str] | None) -> int:
     args = parser().parse_intermixed_args(argv)
     for name in sorted(set(env if env is not None else os.environ) & set(NOT_READ)):
         print(f"warning: the launcher does not read ${name}; use {NOT_READ[name]}", file=sys.stderr)
@@ -210,11 +218,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     try:
         return launch(args, redact)
     except (LaunchError, claims.ClaimError, RunFolderError, OSError) as err:
-        print(f"error: {redact(str(err))}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("verl-maxpo launch: interrupted", file=sys.stderr)
-        return 130
+        raise command.UsageError(redact(str(err))) from None
 
 
 def launch(args: argparse.Namespace, redact: Redactor) -> int:

@@ -30,10 +30,8 @@ elsewhere calls `started()` where it begins (a no-op outside `run`, so library c
 Nesting: `verl-maxpo <command>` (cli/main.py) runs the module's `main` inside its own `run`; an inner `run` calls
 its body straight through, so the outermost one alone maps exceptions and owns the signal handler.
 
-Intended use by `verl-maxpo launch` (verl_maxpo/launch/main.py, still its own handling): `main` becomes
-`run("launch", _main, argv)`; refusals raise UsageError (2) before anything is launched; the body returns the
-trainer's exit status; on KeyboardInterrupt / Interrupted it stops its child (forwards the signal, waits) and
-re-raises, so the wrapper exits 130 / 143.
+`verl-maxpo launch` (launch/main.py) returns the trainer's exit status from its body; on KeyboardInterrupt or
+Interrupted it stops its child (passes a SIGTERM on, waits) and re-raises, so the wrapper exits 130 / 143.
 """
 
 from __future__ import annotations

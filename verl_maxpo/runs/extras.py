@@ -29,6 +29,7 @@ COMMAND_EXTRAS: dict[str, str | None] = {
     "variance": "report",
     "tiny-assets": "demo",
     "smol-assets": "smol",
+    "prepare": "data",
 }
 EXIT_MISSING_EXTRA = 3
 

@@ -423,15 +423,10 @@ def convert_splits(
     except SourceError as err:
         print(f"error: {err}\nnothing written", file=sys.stderr)
         return 1
+    # An OutputError here (another writer), Ctrl-C and SIGTERM: the command policy's exit status (1, 130, 143);
+    # the output folder is left as it was.
     status = 0
-    try:
-        with publish(out_dir, args.command, args.force, what="--out-dir", results=False) as out:
-            for rows, report in converted:
-                status |= finish_split(rows, report, out.stage, out.target, args.command)
-    except OutputError as err:
-        print(f"error: {err}\nnothing written", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"interrupted; {out_dir} left as it was", file=sys.stderr)
-        return 130
+    with publish(out_dir, args.command, args.force, what="--out-dir", results=False) as out:
+        for rows, report in converted:
+            status |= finish_split(rows, report, out.stage, out.target, args.command)
     return status

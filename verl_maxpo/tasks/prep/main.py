@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from verl_maxpo.runs import command
+
 TASKS = {
     "gsm8k": "GSM8K (openai/gsm8k) for recipes/math/gsm8k.yaml",
     "math": "MATH (train) and MATH-500 (test) for recipes/math/math.yaml",
@@ -22,18 +24,19 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    return command.run("prepare", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
-        return 0 if argv else 2
+        if not argv:
+            raise command.UsageError("give a task: " + ", ".join(TASKS))
+        return 0
     if argv[0] not in TASKS:
-        print(f"error: unknown task {argv[0]!r}; tasks: {', '.join(TASKS)}", file=sys.stderr)
-        return 2
-    try:
-        module = importlib.import_module(f"verl_maxpo.tasks.prep.{argv[0]}")
-    except ModuleNotFoundError as err:  # pyarrow, tqdm: the data extra
-        print(f'error: verl-maxpo prepare needs {err.name!r}: pip install "verl-maxpo[data]"', file=sys.stderr)
-        return 3
+        raise command.UsageError(f"unknown task {argv[0]!r}; tasks: {', '.join(TASKS)}")
+    # a missing pyarrow or tqdm (the data extra) is named by the command policy: exit 3
+    module = importlib.import_module(f"verl_maxpo.tasks.prep.{argv[0]}")
     return int(module.main(argv[1:]) or 0)
 
 
