@@ -15,7 +15,7 @@ reaches for pandas). It
   (c) writes cuda_check.json and cuda_check.md into --out (default: $OUT).
 
     python scripts/cuda_check.py --device cuda --out "$OUT"     # on the GPU machine
-    python scripts/cuda_check.py --device cpu --out /tmp/check   # here (tests/estimators/test_cuda_check_on_cpu.py)
+    python scripts/cuda_check.py --device cpu --out /tmp/check   # here (tests/cli/estimators/test_cuda_check_on_cpu.py)
 
 Exit status: 0 all exact, 1 an exactness check failed, 2 bad arguments or no such device.
 """

@@ -1,4 +1,10 @@
-"""Fixtures shared by the test modules, above all the bad-input corpus (`test_bad_inputs_*_on_cpu.py`).
+"""Fixtures shared by the test modules, above all the bad-input corpus (`test_bad_inputs_*_on_cpu.py`), and the tiers.
+
+The tier of a test is its top folder: tests/unit (functions and modules in-process, seconds), tests/cli (the commands
+end to end through their `main`, in-process or as a subprocess), tests/integration (Ray, verl's trainer, fresh
+interpreters, model-written programs, the demo). Each test gets its tier's marker (`-m unit`, `-m cli`,
+`-m integration`); every integration test is also `slow`, and so is any costly test of the other tiers, so the
+fast tier is `-m "not slow"`.
 
 Each corpus case asserts one class of outcome:
   - an exact result (the test checks the value itself),
@@ -21,6 +27,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "cli", "integration")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = item.path.relative_to(TESTS).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test belongs in one of tests/{{{','.join(TIERS)}}}/")
+        item.add_marker(tier)
+        if tier == "integration":
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

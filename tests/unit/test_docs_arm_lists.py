@@ -34,7 +34,8 @@ NAME = re.compile(r"(?<![\w/.-])(" + "|".join(sorted(ARMS, key=len, reverse=True
 JOIN = re.compile(r"[\s,`'\"|#*]*(?:\b(?:and|or)\b[\s,`'\"|#*]*)?")  # what may stand between two names of one list
 MARK = re.compile(r"<!--\s*arms(?::([\w-]+))?\s*-->(.*?)<!--\s*/arms\s*-->", re.S)
 STRAY_MARK = re.compile(r"<!--\s*/?arms\b")
-# Commands that choose arms: ARMS="a b", RUN_ARMS=a, `verl-maxpo launch ... --arms a,b`, `verl-maxpo demo ... --estimators a,b c` (bench and
+# Commands that choose arms: ARMS="a b", RUN_ARMS=a, `verl-maxpo launch ... --arms a,b`,
+# `verl-maxpo demo ... --estimators a,b c` (bench and
 # variance take other names too: cut out, not checked).
 CHOICE = re.compile(
     r"(?:\b(?:RUN_)?ARMS=|--arms[ =])(?P<arms>\"[^\"]*\"|'[^']*'|[\w,]+)"

@@ -4,7 +4,7 @@ No verl import (the launcher, docs and tests read it without starting verl). Add
 `EstimatorSpec` entry plus its public function in `verl_maxpo.core.estimators` (a thin wrapper of `run_estimator`), its
 math in docs/algorithm.md and its tests: the kernel reads the spec's rules, and the public names, `__all__` lists,
 verl registration and every caller come from this table. Adding an A/B arm is one `ArmSpec` entry plus
-`recipes/shared/estimator/<arm>.yaml` (checked against the entry by tests/launch/test_recipes_configs_on_cpu.py).
+`recipes/shared/estimator/<arm>.yaml` (checked against the entry by tests/cli/launch/test_recipes_configs_on_cpu.py).
 """
 
 from __future__ import annotations
