@@ -7,6 +7,7 @@ backend or global figure state.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,10 @@ def _draw(ax, curves: Sequence[Curve]) -> str:
     return "" if unit == 1.0 else f" (× {unit:.0e})"
 
 
+def _wrapped(title: str, width: int) -> str:
+    return "\n".join(textwrap.fill(line, width) for line in title.split("\n"))
+
+
 def plot_metric(path: Path, metric: str, curves: Sequence[Curve], ylabel: str, title: str) -> Path:
     """Write one PNG of `metric` against step, one line per curve; returns the path."""
     fig = Figure(figsize=(6.4, 4.2), dpi=110)
@@ -79,7 +84,7 @@ def plot_metric(path: Path, metric: str, curves: Sequence[Curve], ylabel: str, t
     unit = _draw(ax, curves)
     ax.set_xlabel("training step")
     ax.set_ylabel(ylabel + unit)
-    ax.set_title(title)
+    ax.set_title(_wrapped(title, 64), fontsize=10)  # wrapped: a long setting line would run off the figure
     if curves:
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
@@ -102,7 +107,7 @@ def plot_grid(path: Path, panels: Sequence[tuple[str, Sequence[Curve]]], title: 
         ax.tick_params(labelsize=7)
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
-    fig.suptitle(title)
+    fig.suptitle(_wrapped(title, 44 * cols), fontsize=11)
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(4, max(1, len(handles))), fontsize=8)
     fig.tight_layout(rect=(0, 0.06 + 0.02 * ((len(handles) - 1) // 4), 1, 1))
     fig.savefig(path)
