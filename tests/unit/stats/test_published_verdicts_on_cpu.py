@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from verl_maxpo.tools.stats import holm, t_critical, t_two_sided_p, verdict
+from verl_maxpo.tools.stats import compare, holm, t_critical, t_two_sided_p, verdict
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 
@@ -31,3 +31,28 @@ def test_results_md_verdicts_on_avg_pass_at_4(preset: str) -> None:
     assert all(p_holm >= 0.05 for p_holm in holm(ps))
     # and pkpo's point estimate is above maxpo's there
     assert paired["pkpo"]["diffs"]["avg_pass@4"]["mean"] > 0
+
+
+# Experiments published with per-seed values: (summary file, results.md section heading, arms against maxpo).
+PER_SEED_RESULTS = [("n16_summary.json", "## n = 16 at the same samples per step", ["pkpo", "maxrl", "grpo"])]
+
+
+@pytest.mark.parametrize(("name", "heading", "arms"), PER_SEED_RESULTS)
+def test_verdicts_recomputed_from_the_per_seed_values(name: str, heading: str, arms: list[str]) -> None:
+    """The comparisons of a summary.json follow from its per-seed values (paired t over base seeds, Holm), and
+    results.md's verdict table prints exactly those."""
+    data = json.loads((DOCS / "results" / name).read_text())
+    metric, blocks = data["primary_metric"], data["base_seeds"]
+    assert metric == "avg_pass@4" and data["baseline"] == "maxpo"
+    recomputed = compare(data["per_seed"], metric, [(arm, "maxpo") for arm in arms], blocks)
+    section = (DOCS / "results.md").read_text().split(heading)[1].split("\n## ")[0]
+    for c, published in zip(recomputed, data["comparisons"], strict=True):
+        assert (c.arm, c.baseline) == (published["arm"], published["baseline"])
+        assert c.p == pytest.approx(published["p"]) and c.p_holm == pytest.approx(published["p_holm"])
+        assert c.verdict == published["verdict"]
+        assert c.df == len(set(blocks)) - 1  # the test runs over base seeds
+        line = (
+            f"| {c.arm} | {c.n} | {c.diff:+.4f} | [{c.ci95[0]:+.4f}, {c.ci95[1]:+.4f}] | {c.p:.3f} | "
+            f"{c.p_holm:.3f} | {c.verdict} |"
+        )
+        assert line in section
