@@ -93,3 +93,21 @@ def test_a_dry_run_never_prints_sandbox_credentials(run_main, tmp_path, url, sec
 def test_a_refused_url_never_shows_its_secret(run_main, tmp_path):
     outcome = run(run_main, ["code", "--dry-run", "reward.sandbox_fusion.url=u:s3cretpass@sb:8080/run_code"])
     assert outcome.code == 2 and "s3cretpass" not in outcome.text, outcome.text
+
+
+@pytest.mark.parametrize("case", ["out-is-a-file", "out-under-a-file"])
+def test_an_out_that_cannot_hold_run_folders_is_refused_in_a_dry_run(run_main, tmp_path, case: str) -> None:
+    """With the data present, a dry run still refuses an --out where no run folder can be made, as a launch would."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "test"):
+        (data / f"{split}.parquet").write_bytes(b"PAR1")  # the launcher checks presence; verl reads them later
+    blocker = tmp_path / "a_file"
+    blocker.write_text("keep me")
+    out = blocker if case == "out-is-a-file" else blocker / "runs"
+    args = ["gsm8k", "--dry-run", "--out", str(out), f"data.train_files={data}/train.parquet",
+            f"data.val_files={data}/test.parquet"]  # fmt: skip
+    outcome = run(run_main, args)
+    assert outcome.code == 2 and "--out" in outcome.err and "Traceback" not in outcome.text, outcome.text
+    assert "verl.trainer.main_ppo" not in outcome.out
+    assert blocker.read_text() == "keep me"
