@@ -43,7 +43,8 @@ ESTIMATOR_KEYS = {
     "algorithm.maxpo.norm_by_std",
 }
 HEADER = re.compile(
-    r'^#   (python -m verl\.trainer\.main_ppo --config-path "\$PWD/(recipes/\w+)" --config-name (\w+)) \[overrides\]$'
+    r"^#   (python -m verl\.trainer\.main_ppo --config-path pkg://verl_maxpo\.recipes\.(\w+) --config-name (\w+)) "
+    r"\[overrides\]$"
 )
 TINY = "tiny_assets=/tiny_assets"  # a fixed tiny assets folder (its default follows $PWD)
 SEARCHPATH = f"hydra.searchpath=[pkg://verl.trainer.config,file://{ROOT}/recipes/shared]"
@@ -58,7 +59,7 @@ def _load_helper(name: str):
 
 
 def header_command(name: str) -> list[str]:
-    """argv of the command in the recipe's opening lines, with $PWD as the repository root."""
+    """argv of the command in the recipe's opening lines (the recipe found in the installed package)."""
     task, arm = name.split("_", 1)
     path = ROOT / "recipes" / RECIPES[name] / f"{task}.yaml"
     lines = path.read_text().splitlines()[:6]
@@ -66,8 +67,8 @@ def header_command(name: str) -> list[str]:
     found = [m for m in matches if m]
     assert len(found) == 1, f"{path.name} must open with its run command, found {lines}"
     command, config_dir, config_name = found[0].groups()
-    assert config_dir == f"recipes/{RECIPES[name]}" and config_name == task
-    argv = shlex.split(command.replace('"$PWD', f'"{ROOT}'))
+    assert config_dir == RECIPES[name] and config_name == task
+    argv = shlex.split(command)
     return [sys.executable, *argv[1:], SEARCHPATH, f"estimator={arm}"]
 
 
