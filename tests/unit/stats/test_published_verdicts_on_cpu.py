@@ -34,7 +34,10 @@ def test_results_md_verdicts_on_avg_pass_at_4(preset: str) -> None:
 
 
 # Experiments published with per-seed values: (summary file, results.md section heading, arms against maxpo).
-PER_SEED_RESULTS = [("n16_summary.json", "## n = 16 at the same samples per step", ["pkpo", "maxrl", "grpo"])]
+PER_SEED_RESULTS = [
+    ("n16_summary.json", "## n = 16 at the same samples per step", ["pkpo", "maxrl", "grpo"]),
+    ("partial_summary.json", "## A partial-credit reward", ["maxpo_top2", "maxpo_ml", "pkpo", "grpo"]),
+]
 
 
 @pytest.mark.parametrize(("name", "heading", "arms"), PER_SEED_RESULTS)

@@ -85,7 +85,11 @@ def checkpoint_stats(
     """Everything measured at one checkpoint: {"gradvar": per-arm statistics, "score_norms": rho, p and the map's
     relative variance of each arm at them}."""
     norms = score_norm_ratio(model, task, cfg)
-    norms["map_rel_var"] = map_prediction(arms, cfg.n, cfg.k, norms["p"], norms["rho"])
+    # the map's pass/fail law; the demo's partial reward (a fraction of answer tokens) has no law of the map
+    exact = cfg.reward == "exact"
+    norms["map_rel_var"] = (
+        map_prediction(arms, cfg.n, cfg.k, norms["p"], norms["rho"]) if exact else dict.fromkeys(arms)
+    )
     return {"gradvar": gradient_variance(model, task, cfg, arms, progress), "score_norms": norms}
 
 

@@ -128,7 +128,7 @@ def score_norm_lines(cfg: DemoConfig, gradvar: GradVar, score_norms: dict[str, d
         "samples. The map (`verl-maxpo variance`: one prompt, binary reward, its default within-level noise) "
         "gives each arm's relative variance at the measured (p, rho). Its scale is set by that noise, so compare "
         "the order of the arms, not the values; the demo's prompts differ in p, so the map is a rough guide and "
-        "the measured column is what counts.",
+        "the measured column is what counts. With --reward partial the map has no matching law: n/a.",
         "",
         "| checkpoint | rho (median) | prompts with both | p | arm | measured rel. variance | map at (p, rho) |",
         "|---|---|---|---|---|---|---|",
