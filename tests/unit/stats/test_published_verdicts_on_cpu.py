@@ -4,6 +4,7 @@ carry each paired difference as mean ± SE over 5 seeds, so t = mean / SE at df 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,7 @@ def test_results_md_verdicts_on_avg_pass_at_4(preset: str) -> None:
 PER_SEED_RESULTS = [
     ("n16_summary.json", "## n = 16 at the same samples per step", ["pkpo", "maxrl", "grpo"]),
     ("partial_summary.json", "## A partial-credit reward", ["maxpo_top2", "maxpo_ml", "pkpo", "grpo"]),
+    ("heldout256_summary.json", "## Held-out sets of 256 prompts", ["pkpo", "grpo"]),
 ]
 
 
@@ -59,3 +61,13 @@ def test_verdicts_recomputed_from_the_per_seed_values(name: str, heading: str, a
             f"{c.p_holm:.3f} | {c.verdict} |"
         )
         assert line in section
+
+
+def test_the_one_table_repeats_each_experiments_pkpo_row() -> None:
+    """results.md's overview table gives, for each experiment with per-seed values, pkpo's published comparison."""
+    overview = (DOCS / "results.md").read_text().split("## In one table")[1].split("\n## ")[0]
+    for name, heading, _ in PER_SEED_RESULTS:
+        pkpo = next(c for c in json.loads((DOCS / "results" / name).read_text())["comparisons"] if c["arm"] == "pkpo")
+        slug = re.sub(r"[^\w\- ]", "", heading.removeprefix("## ").lower()).replace(" ", "-")  # the link's anchor
+        row = next(line for line in overview.splitlines() if f"(#{slug}" in line)
+        assert f"| {pkpo['diff']:+.4f} | {pkpo['p']:.3f} | {pkpo['p_holm']:.3f} |" in row, (name, row)
