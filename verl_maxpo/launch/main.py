@@ -25,6 +25,7 @@ from verl_maxpo.launch.console import run_verl
 from verl_maxpo.runs import claim as claims
 from verl_maxpo.runs import command
 from verl_maxpo.runs.folder import RunFolderError
+from verl_maxpo.runs.outputs import check_makeable
 from verl_maxpo.runs.redact import Redactor, redact_url
 
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -152,17 +153,6 @@ def check(task: str, run: Run, args: argparse.Namespace) -> None:
     claims.check(run.claim, write=False)
 
 
-def _creatable(folder: Path) -> None:
-    """A run folder that exists, or can be made: its nearest existing parent is a writable folder."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise LaunchError(f"--out: {existing} is not a folder, so {folder} cannot be made")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise LaunchError(f"--out: {existing} is not writable, so {folder} cannot be made")
-
-
 def shown(run: Run, redact: Redactor) -> str:
     return redact(" ".join([*(f"{k}={v}" for k, v in run.env.items()), shlex.join(run.argv)]))
 
@@ -255,7 +245,7 @@ def launch(args: argparse.Namespace, redact: Redactor) -> int:
         raise LaunchError(f"two runs would share one run folder ({folders}): keep each arm's trainer.experiment_name")
     for run in runs:  # every run checked before any starts: a bad setting fails now, not hours later
         check(args.task, run, args)
-        _creatable(run.claim.folder.path)
+        check_makeable(run.claim.folder.path, "--out")  # a dry run refuses what a launch could not make
     cpu, status = TASKS[args.task].cpu, 0
     if cpu:
         build_assets(args.task, runs[0], args, args.dry_run)

@@ -148,14 +148,9 @@ def through_link(target: Path, name: str) -> bool:
     return False
 
 
-def _earlier_files(
-    target: Path,
-    command: str,
-    force: bool,
-    what: str,
-    results: bool = True,
-) -> list[str]:
-    """The files to replace in `target` (those the command wrote before); OutputError when it may not write."""
+def check_makeable(target: Path, what: str) -> bool:
+    """OutputError unless `target` is a writable folder or can be made (its nearest existing parent is a writable
+    folder); returns whether it exists already."""
     probe = target
     while not probe.exists() and not probe.is_symlink():
         probe = probe.parent
@@ -165,7 +160,18 @@ def _earlier_files(
         raise OutputError(f"{what} {target}: {probe} is a file, not a writable folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"{what} {target}: {probe} is not writable")
-    if probe != target:
+    return probe == target
+
+
+def _earlier_files(
+    target: Path,
+    command: str,
+    force: bool,
+    what: str,
+    results: bool = True,
+) -> list[str]:
+    """The files to replace in `target` (those the command wrote before); OutputError when it may not write."""
+    if not check_makeable(target, what):
         return []
     manifest = _read_manifest(target)
     if manifest is not None and manifest["command"] != command:
