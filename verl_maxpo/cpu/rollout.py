@@ -247,6 +247,19 @@ class HFCPUServer:
         return None
 
 
+# The sampler holds one plain HF model: LoRA reaches it only merged into the base weights.
+LORA_UNMERGED = (
+    "the hf_cpu rollout loads full weights, not LoRA adapters: with actor_rollout_ref.model.lora_rank > 0 also set "
+    "actor_rollout_ref.model.lora.merge=true"
+)
+
+
+def check_lora_merged(model_config: Any) -> None:
+    """Refuse, at start-up, a LoRA run whose weight syncs would send adapters instead of merged weights."""
+    if getattr(model_config, "lora_rank", 0) and not (getattr(model_config, "lora", None) or {}).get("merge", False):
+        raise NotImplementedError(LORA_UNMERGED)
+
+
 class HFCPUReplica(RolloutReplica):
     """verl's rollout replica for `hf_cpu`: one `HFCPUServer` actor, needing no Ray resources of its own."""
 
@@ -255,6 +268,7 @@ class HFCPUReplica(RolloutReplica):
             raise ValueError("the hf_cpu rollout needs rollout.tensor_model_parallel_size=1 (and dp=pp=1)")
         if self.is_reward_model or self.is_teacher_model:
             raise NotImplementedError("the hf_cpu rollout serves the policy only (no reward/teacher model)")
+        check_lora_merged(self.model_config)
         name = server_name(self.replica_rank, self.name_suffix)
         server = (
             ray.remote(HFCPUServer)
@@ -284,6 +298,8 @@ class HFCPUServerAdapter(BaseRollout):
     async def update_weights(self, weights: Any, wire_format: str = "named_tensors", **kwargs: Any) -> None:
         if wire_format != "named_tensors":
             raise NotImplementedError(f"the hf_cpu rollout takes full named tensors, not {wire_format!r}")
+        if kwargs.get("peft_config") is not None:
+            raise NotImplementedError(LORA_UNMERGED)
         # Every rank drains the generator: FSDP gathers each full tensor collectively while it yields. The copy sent
         # is already in the sampler's dtype (half the bytes of fp32 for bf16).
         dtype = rollout_dtype(self.config)

@@ -155,3 +155,27 @@ def test_tiny_reward_gives_partial_credit(response: str, truth: str, score: floa
     from verl_maxpo.tasks.tiny.reward import compute_score
 
     assert compute_score("verl_maxpo/tiny_addition", response, truth) == pytest.approx(score)
+
+
+@pytest.mark.parametrize(
+    ("rank", "lora", "refused"),
+    [(0, {}, False), (8, {"merge": True}, False), (8, {}, True), (8, {"merge": False}, True)],
+)
+def test_lora_reaches_the_rollout_only_merged(rank: int, lora: dict, refused: bool) -> None:
+    """The sampler loads full weights: an unmerged LoRA run is refused at start-up, and an adapter-only weight sync
+    (verl's `peft_config`) is refused too, never loaded as if it were the model."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from verl_maxpo.cpu.rollout import LORA_UNMERGED, HFCPUServerAdapter, check_lora_merged
+
+    config = SimpleNamespace(lora_rank=rank, lora=lora)
+    if refused:
+        with pytest.raises(NotImplementedError, match="lora.merge=true"):
+            check_lora_merged(config)
+    else:
+        check_lora_merged(config)
+    adapter = object.__new__(HFCPUServerAdapter)
+    with pytest.raises(NotImplementedError) as err:
+        asyncio.run(adapter.update_weights(iter([]), peft_config={"r": 8}))
+    assert str(err.value) == LORA_UNMERGED
