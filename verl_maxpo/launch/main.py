@@ -153,6 +153,15 @@ def check(task: str, run: Run, args: argparse.Namespace) -> None:
     claims.check(run.claim, write=False)
 
 
+NO_VALIDATION = "validation is off (trainer.test_freq <= 0 and trainer.val_before_train=false)"
+
+
+def validates(cfg: dict) -> bool:
+    """Whether verl validates during the run, so that the report has dumps to read."""
+    trainer = cfg["trainer"]
+    return bool(trainer.get("val_before_train", True)) or int(trainer.get("test_freq", -1) or -1) > 0
+
+
 def shown(run: Run, redact: Redactor) -> str:
     return redact(" ".join([*(f"{k}={v}" for k, v in run.env.items()), shlex.join(run.argv)]))
 
@@ -266,6 +275,9 @@ def launch(args: argparse.Namespace, redact: Redactor) -> int:
         )
         if status != 0:
             return status
+    if not any(validates(run.cfg) for run in runs):  # the report reads validation dumps: there will be none
+        print(f"\n# no report: {NO_VALIDATION}; each run's train_log.jsonl holds verl's metrics", flush=True)
+        return 0
     report = ["verl-maxpo", "report", *(str(r.claim.folder.path) for r in runs), "--out", f"{args.out}/report"]
     if cpu and not args.dry_run:  # the CPU tasks ran here: report right away
         from verl_maxpo.tools.report.main import main as report_main

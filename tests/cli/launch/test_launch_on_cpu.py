@@ -236,3 +236,14 @@ def test_the_tiny_ab_fails_when_its_report_refuses(run_main, tmp_path, fake_pyth
     assert "verl-maxpo report" in proc.out
     calls = (tmp_path / "calls.log").read_text().splitlines()
     assert calls[0].startswith("-m verl_maxpo tiny-assets") and sum("main_ppo" in c for c in calls) == 2
+
+
+def test_a_run_without_validation_skips_the_report(run_main, tmp_path, fake_python, monkeypatch):
+    """With validation off there are no dumps to report on: the launch says so and succeeds, writing no report."""
+    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.log"))
+    proc = run(run_main, "tiny", "--arms", "maxpo", "--out", str(tmp_path / "out"), "--python", str(fake_python),
+               f"tiny_assets={tmp_path}/assets", "trainer.test_freq=-1", "trainer.val_before_train=false")  # fmt: skip
+    assert proc.code == 0, proc.text
+    assert f"# no report: {launch.NO_VALIDATION}" in proc.out and "verl-maxpo report" not in proc.out
+    assert not (tmp_path / "out" / "report").exists()
+    assert sum("main_ppo" in c for c in (tmp_path / "calls.log").read_text().splitlines()) == 1
