@@ -1,5 +1,6 @@
-"""docs/results.md's verdict tables, recomputed from the published summaries (docs/results/*_summary.json): they
-carry each paired difference as mean ± SE over 5 seeds, so t = mean / SE at df = 4, Holm across the 5 arms."""
+"""docs/results.md's verdict tables, recomputed from the per-seed values of the published summaries
+(docs/results/*_summary.json): a paired t over seeds (over base seeds where there are two or more), Holm across
+the arms compared with maxpo."""
 
 from __future__ import annotations
 
@@ -9,29 +10,30 @@ from pathlib import Path
 
 import pytest
 
-from verl_maxpo.tools.stats import compare, holm, t_critical, t_two_sided_p, verdict
+from verl_maxpo.tools.stats import compare
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 
 @pytest.mark.parametrize("preset", ["sparse", "default"])
 def test_results_md_verdicts_on_avg_pass_at_4(preset: str) -> None:
-    paired = json.loads((DOCS / "results" / f"{preset}_summary.json").read_text())["paired_vs_maxpo"]
-    rows = [(arm, d["diffs"]["avg_pass@4"]["mean"], d["diffs"]["avg_pass@4"]["se"]) for arm, d in paired.items()]
-    ps = [t_two_sided_p(mean / se, 4) for _, mean, se in rows]
-    text = (DOCS / "results.md").read_text()
-    section = text.split(f"## The {preset} preset")[1].split("### Other metrics")[0]
-    half = t_critical(4)
-    for (arm, mean, se), p, p_holm in zip(rows, ps, holm(ps), strict=True):
+    """The two presets' tables print each difference with its SE and t (5 RL seeds around one warm start, df = 4)."""
+    data = json.loads((DOCS / "results" / f"{preset}_summary.json").read_text())
+    assert data["primary_metric"] == "avg_pass@4" and data["baseline"] == "maxpo" and len(data["seeds"]) == 5
+    arms = [arm for arm in data["per_seed"] if arm != "maxpo"]
+    rows = compare(data["per_seed"], "avg_pass@4", [(arm, "maxpo") for arm in arms], data["base_seeds"])
+    section = (DOCS / "results.md").read_text().split(f"## The {preset} preset")[1].split("### Other metrics")[0]
+    for c, published in zip(rows, data["comparisons"], strict=True):
+        assert (c.arm, c.df) == (published["arm"], 4) and c.p_holm == pytest.approx(published["p_holm"])
         line = (
-            f"| {arm} | 5 | {mean:+.4f} ± {se:.4f} | [{mean - half * se:+.4f}, {mean + half * se:+.4f}] | "
-            f"{mean / se:+.2f} | {p:.3f} | {p_holm:.3f} | {verdict(mean, p_holm)} |"
+            f"| {c.arm} | {c.n} | {c.diff:+.4f} ± {c.se:.4f} | [{c.ci95[0]:+.4f}, {c.ci95[1]:+.4f}] | "
+            f"{c.diff / c.se:+.2f} | {c.p:.3f} | {c.p_holm:.3f} | {c.verdict} |"
         )
         assert line in section
     # the claim of the decision table's demo row: no arm is better or worse than maxpo on the primary metric
-    assert all(p_holm >= 0.05 for p_holm in holm(ps))
+    assert all(c.p_holm >= 0.05 for c in rows)
     # and pkpo's point estimate is above maxpo's there
-    assert paired["pkpo"]["diffs"]["avg_pass@4"]["mean"] > 0
+    assert next(c for c in rows if c.arm == "pkpo").diff > 0
 
 
 # Experiments published with per-seed values: (summary file, results.md section heading, arms against maxpo).
