@@ -150,6 +150,7 @@ def check(task: str, run: Run, args: argparse.Namespace) -> None:
             if "://" not in str(file) and not Path(str(file)).expanduser().is_file():
                 folder = Path(str(file)).expanduser().parent
                 raise LaunchError(f"missing {file}; make it with: {TASKS[task].prepare.format(dir=folder)}")
+    validates(cfg)
     claims.check(run.claim, write=False)
 
 
@@ -157,9 +158,15 @@ NO_VALIDATION = "validation is off (trainer.test_freq <= 0 and trainer.val_befor
 
 
 def validates(cfg: dict) -> bool:
-    """Whether verl validates during the run, so that the report has dumps to read."""
+    """Whether verl validates during the run, so that the report has dumps to read; LaunchError for a setting of
+    either key that verl could not read."""
     trainer = cfg["trainer"]
-    return bool(trainer.get("val_before_train", True)) or int(trainer.get("test_freq", -1) or -1) > 0
+    before, freq = trainer.get("val_before_train", True), trainer.get("test_freq", -1)
+    if not isinstance(before, bool):
+        raise LaunchError(f"trainer.val_before_train must be true or false, got {before!r}")
+    if freq is not None and (isinstance(freq, bool) or not isinstance(freq, int)):
+        raise LaunchError(f"trainer.test_freq must be an integer (-1: never), got {freq!r}")
+    return before or (freq or 0) > 0
 
 
 def shown(run: Run, redact: Redactor) -> str:

@@ -55,6 +55,9 @@ REFUSALS = [
     ("code-local-not-bool", ["code", "reward.custom_reward_function.reward_kwargs.allow_local_exec=yes"],
      "allow_local_exec"),
     ("tiny-negative-seed", ["tiny", "seed=-1"], "seed"),
+    ("test-freq-word", ["tiny", "trainer.test_freq=abc"], "trainer.test_freq"),
+    ("test-freq-float", ["tiny", "trainer.test_freq=2.5"], "trainer.test_freq"),
+    ("val-before-train-word", ["tiny", "trainer.val_before_train=maybe"], "trainer.val_before_train"),
 ]
 # fmt: on
 
